@@ -1,0 +1,43 @@
+# The shop's commands. `make run` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test serve lint migrate bench loadtest loadtest-ui synth clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==25.3
+
+# Stamp files: a venv is reinstalled only when its requirement files change.
+$(VENV)/.base: $(PY) requirements/base.txt
+	$(PY) -m pip install --quiet -r requirements/base.txt
+	touch $@
+
+$(VENV)/.dev: $(PY) requirements/base.txt requirements/ops.txt requirements/dev.txt
+	$(PY) -m pip install --quiet -r requirements/dev.txt
+	touch $@ $(VENV)/.base
+
+## run: serve the storefront and API on http://127.0.0.1:8000 (SQLite + local memory, DEBUG on)
+run: $(VENV)/.base
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py migrate --noinput
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py seed_products
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+## test: the whole suite (PostgreSQL/Redis tests skip unless DATABASE_URL/REDIS_URL are set)
+test: $(VENV)/.dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## serve: production-like: DEBUG off, collectstatic, gunicorn on 127.0.0.1:$(PORT) with DATABASE_URL/REDIS_URL
+serve: $(VENV)/.base
+	DJANGO_DEBUG=0 $(PY) manage.py migrate --noinput
+	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --noinput --verbosity 0
+	DJANGO_DEBUG=0 PORT=$(PORT) $(VENV)/bin/gunicorn --config shop/gunicorn.conf.py
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .venv-checkov staticfiles .pytest_cache .ruff_cache

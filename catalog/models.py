@@ -1,0 +1,34 @@
+from django.db import models
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=100, db_index=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=models.Q(price__gte=0), name="product_price_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.name}"
+
+
+class Inventory(models.Model):
+    product = models.OneToOneField(Product, on_delete=models.CASCADE, primary_key=True, related_name="inventory")
+    quantity = models.IntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "inventory"
+        constraints = [
+            models.CheckConstraint(condition=models.Q(quantity__gte=0), name="inventory_quantity_not_negative")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id}: {self.quantity}"

@@ -1,0 +1,76 @@
+"""The one Redis client of a process, behind a circuit breaker.
+
+Every caller (product cache, stampede locks, rate limiter) goes through `redis_call`, so a Redis that is down
+costs at most one timeout (settings.REDIS_TIMEOUT) per process per cool-down, never one per request.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import cache
+from typing import TypeVar
+
+import redis
+from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+log = logging.getLogger("shop.redis")
+T = TypeVar("T")
+
+BREAKER_COOLDOWN_SECONDS = 5.0
+
+
+class CircuitBreaker:
+    def __init__(self, cooldown: float = BREAKER_COOLDOWN_SECONDS):
+        self.cooldown = cooldown
+        self._open_until = 0.0
+        self._lock = threading.Lock()
+
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def trip(self, error: Exception) -> None:
+        with self._lock:
+            if not self.is_open():
+                log.warning("redis unavailable, skipping it", extra={"error": str(error), "cooldown_s": self.cooldown})
+            self._open_until = time.monotonic() + self.cooldown
+
+    def reset(self) -> None:
+        with self._lock:
+            self._open_until = 0.0
+
+
+breaker = CircuitBreaker()
+
+
+@cache
+def redis_client() -> redis.Redis | None:
+    """None when REDIS_URL is unset (the local-memory fallback)."""
+    if not settings.REDIS_URL:
+        return None
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        password=settings.REDIS_AUTH_TOKEN or None,
+        socket_connect_timeout=settings.REDIS_TIMEOUT,
+        socket_timeout=settings.REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+    )
+
+
+def redis_call(operation: Callable[[redis.Redis], T], default: T) -> T:
+    """Run `operation(client)`; on any Redis failure, or while the breaker is open, return `default`."""
+    client = redis_client()
+    if client is None or breaker.is_open():
+        return default
+    try:
+        return operation(client)
+    except (redis.RedisError, OSError) as exc:
+        breaker.trip(exc)
+        return default
+
+
+def redis_available() -> bool:
+    return redis_client() is not None and not breaker.is_open()

@@ -1,0 +1,197 @@
+"""Settings for the shop. The only module that reads the environment (through shop.env)."""
+
+from pathlib import Path
+
+import dj_database_url
+
+from shop import env
+from shop.secrets import app_secrets, database_credentials
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STATE_DIR = BASE_DIR / ".shop"
+
+DEBUG = env.flag("DJANGO_DEBUG", False)
+VERSION = env.text("SHOP_VERSION", "dev")
+
+# --- Secrets: from Secrets Manager on AWS, from plain variables locally ---------------------------
+APP_SECRET_ARN = env.text("APP_SECRET_ARN")
+_app_secret = app_secrets(APP_SECRET_ARN) if APP_SECRET_ARN else {}
+SECRET_KEY = _app_secret.get("django_secret_key") or env.text("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise SystemExit(
+            "shop: DJANGO_SECRET_KEY (or django_secret_key in APP_SECRET_ARN) is required when DJANGO_DEBUG is off."
+        )
+    SECRET_KEY = "insecure-local-development-key-do-not-deploy"  # noqa: S105 - DEBUG only
+METRICS_TOKEN = _app_secret.get("metrics_token") or env.text("METRICS_TOKEN")
+ORIGIN_VERIFY = _app_secret.get("origin_verify") or env.text("ORIGIN_VERIFY")
+REDIS_AUTH_TOKEN = _app_secret.get("redis_auth_token") or env.text("REDIS_AUTH_TOKEN")
+
+ALLOWED_HOSTS = env.items("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+# CloudFront + ALB each append one address to X-Forwarded-For: 2 on AWS, 0 locally.
+TRUSTED_PROXY_COUNT = env.integer("TRUSTED_PROXY_COUNT", 0)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "catalog",
+    "checkout",
+    "opsinfra",
+]
+
+MIDDLEWARE = [
+    "shop.health.HealthMiddleware",
+    "shop.middleware.RequestLogMiddleware",
+    "shop.middleware.DatabaseUnavailableMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shop.urls"
+WSGI_APPLICATION = "shop.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "shop" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- Database ---------------------------------------------------------------------------------------
+DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASE_PROXY = env.text("DATABASE_PROXY")
+DB_STATEMENT_TIMEOUT_MS = env.integer("DB_STATEMENT_TIMEOUT_MS", 5000)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    # Persistent connections skip a TLS handshake per request; health checks drop ones the proxy closed.
+    _db["CONN_MAX_AGE"] = env.integer("DB_CONN_MAX_AGE", 60)
+    _db["CONN_HEALTH_CHECKS"] = True
+    # A database that does not answer fails fast (503) instead of holding a worker.
+    _db["OPTIONS"] = {"connect_timeout": env.integer("DB_CONNECT_TIMEOUT", 3)}
+    if DATABASE_PROXY == "rds":
+        # Transaction pooling cannot keep a named cursor open across statements.
+        _db["DISABLE_SERVER_SIDE_CURSORS"] = True
+        # RDS Proxy requires TLS from clients.
+        _db["OPTIONS"]["sslmode"] = "require"
+        # No `options` startup parameter or SET: the proxy rejects the first and pins on the second;
+        # timezone=UTC and statement_timeout are set on the database role instead.
+    else:
+        _db["OPTIONS"]["options"] = f"-c statement_timeout={DB_STATEMENT_TIMEOUT_MS}"
+    DB_SECRET_ARN = env.text("DB_SECRET_ARN")
+    if DB_SECRET_ARN:
+        _db["USER"], _db["PASSWORD"] = database_credentials(DB_SECRET_ARN)
+elif _db["ENGINE"] == "django.db.backends.sqlite3":
+    # Waiting writers queue on the file lock instead of failing at once.
+    _db["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ------------------------------------------------------------------------------------------
+REDIS_URL = env.text("REDIS_URL")
+# Every Redis client answers or gives up within this many seconds; no retries.
+REDIS_TIMEOUT = 0.25
+CACHE_KEY_PREFIX = env.text("CACHE_KEY_PREFIX", "shop")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": REDIS_TIMEOUT,
+                "SOCKET_TIMEOUT": REDIS_TIMEOUT,
+                "PASSWORD": REDIS_AUTH_TOKEN or None,
+                "IGNORE_EXCEPTIONS": True,
+                "CONNECTION_POOL_KWARGS": {"retry_on_timeout": False},
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": CACHE_KEY_PREFIX}}
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+
+# --- Catalogue ----------------------------------------------------------------------------------------
+PRODUCT_CACHE_TTL = 300
+
+# --- Checkout -----------------------------------------------------------------------------------------
+RATELIMIT_ENABLED = env.flag("RATELIMIT_ENABLED", True)
+RATELIMIT_SESSIONS_PER_IP = env.text("RATELIMIT_SESSIONS_PER_IP", "30/m")
+RATELIMIT_CHECKOUT_PER_IP = env.text("RATELIMIT_CHECKOUT_PER_IP", "60/m")
+RATELIMIT_CHECKOUT_PER_SESSION = env.text("RATELIMIT_CHECKOUT_PER_SESSION", "20/m")
+RATELIMIT_ALLOW_IPS = env.items("RATELIMIT_ALLOW_IPS")
+
+# --- HTTP ---------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "EXCEPTION_HANDLER": "shop.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "shop API",
+    "DESCRIPTION": "Catalogue, live inventory and checkout.",
+    "VERSION": VERSION,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Hashed file names let CloudFront cache /static/* for a year.
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+USE_I18N = False
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_CLOUDFRONT_FORWARDED_PROTO", "https") if TRUSTED_PROXY_COUNT else None
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "shop.logs.JsonFormatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+    "root": {"handlers": ["stdout"], "level": env.text("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}
+
+# --- Ops toolkit (opsinfra) -----------------------------------------------------------------------------
+OPSINFRA: dict = {}
