@@ -1,0 +1,41 @@
+"""Exceptions of the ops toolkit. Commands turn each into a CommandError with the exception's one sentence."""
+
+
+class OpsError(Exception):
+    """Something the operator must fix; str() is one clear sentence."""
+
+
+class AwsConfigError(OpsError):
+    """No credentials, no region, or an unknown profile."""
+
+
+class AwsCallError(OpsError):
+    """AWS refused a call; the message carries its reason."""
+
+
+class StackNotFound(OpsError):
+    """A stack the command needs does not exist."""
+
+
+class TemplateRejected(OpsError):
+    """The synthesized template cannot be deployed (lint errors, wrong region, too large)."""
+
+
+class StackStuck(OpsError):
+    """The stack is in a state that needs the operator's decision before anything else can run."""
+
+
+class DeployFailed(OpsError):
+    """A stack operation ended in a failed or rolled-back state, or did not finish in time."""
+
+
+class DistributionNotFound(OpsError):
+    """The CloudFront distribution is unknown or cannot be found from the outputs file."""
+
+
+class ReleaseError(OpsError):
+    """A release bundle could not be built, found or rolled out."""
+
+
+class ScheduleError(OpsError):
+    """A sale window was refused (in the past, end before start, unknown name)."""
