@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import redis
 from django.conf import settings
+from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -74,3 +75,50 @@ def redis_call(operation: Callable[[redis.Redis], T], default: T) -> T:
 
 def redis_available() -> bool:
     return redis_client() is not None and not breaker.is_open()
+
+
+class _BreakerConnectionMixin:
+    """A connection that skips Redis while the breaker is open and trips it when Redis fails to answer."""
+
+    def connect(self):
+        if breaker.is_open():
+            raise redis.ConnectionError("redis skipped: circuit breaker open")
+        try:
+            return super().connect()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            breaker.trip(exc)
+            raise
+
+    def send_packed_command(self, command, check_health=True):
+        if breaker.is_open():
+            raise redis.ConnectionError("redis skipped: circuit breaker open")
+        try:
+            return super().send_packed_command(command, check_health)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            breaker.trip(exc)
+            raise
+
+    def read_response(self, *args, **kwargs):
+        try:
+            return super().read_response(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            breaker.trip(exc)
+            raise
+
+
+@cache
+def _breaker_connection_class(base: type) -> type:
+    return type(f"Breaker{base.__name__}", (_BreakerConnectionMixin, base), {})
+
+
+class BreakerConnectionFactory(ConnectionFactory):
+    """django-redis connections (settings.CACHES) behind the same breaker as `redis_call`.
+
+    With IGNORE_EXCEPTIONS a failed cache call returns the default; the breaker makes every call after the first
+    failure return at once instead of waiting out its own timeout.
+    """
+
+    def get_connection_pool(self, params):
+        pool = super().get_connection_pool(params)
+        pool.connection_class = _breaker_connection_class(pool.connection_class)
+        return pool
