@@ -1,0 +1,177 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from opsinfra import aws
+from opsinfra.errors import OpsError
+from opsinfra.management import prompts
+from opsinfra.management.output import event_line, table
+from opsinfra.services import changesets, deploy
+from opsinfra.services.events import Outcome
+
+FAILURES_SHOWN = 5
+
+
+class Command(BaseCommand):
+    help = (
+        "Synthesize, lint and deploy a shop stack through a reviewed CloudFormation change set, following its events "
+        "to the end and saving the outputs to a file."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--stack", choices=["bootstrap", "app", "edge"], default="app")
+        parser.add_argument("--env", default="staging", help="Settings preset: production or staging.")
+        parser.add_argument("--stack-name", help="CloudFormation stack name (default from the preset).")
+        parser.add_argument("--region", help="Target region (default from the preset, then AWS_REGION).")
+        parser.add_argument("--parameter", action="append", metavar="K=V", help="Template parameter, repeatable.")
+        parser.add_argument("--tag", action="append", metavar="K=V", help="Stack tag, repeatable.")
+        parser.add_argument(
+            "--no-input", "--noinput", action="store_false", dest="interactive", help="Execute without asking."
+        )
+        parser.add_argument("--no-execute", action="store_true", help="Create and show the change set only.")
+        parser.add_argument("--execute-changeset", metavar="NAME", help="Execute a change set made by --no-execute.")
+        parser.add_argument("--disable-rollback", action="store_true", help="Keep what was created on failure.")
+        parser.add_argument("--termination-protection", action="store_true", help="Turn termination protection on.")
+        parser.add_argument("--rollback-alarm", action="append", metavar="ARN", help="Roll back if it alarms.")
+        parser.add_argument("--timeout", type=float, metavar="MINUTES", help="Give up (cancel an update) after it.")
+        parser.add_argument("--outputs-file", metavar="PATH", help="Default .shop/outputs-<stack-name>.json.")
+        parser.add_argument("--fail-on-empty", action="store_true", help="Exit non-zero when nothing changes.")
+
+    def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
+        self.interactive = options["interactive"]
+        if self.interactive and not options["no_execute"]:
+            prompts.require_terminal("pass --no-input to deploy without asking, or --no-execute to review only.")
+        try:
+            self.deploy(options)
+        except OpsError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def deploy(self, options):
+        target = deploy.target_resolve(
+            stack=options["stack"], env=options["env"], region=options["region"], stack_name=options["stack_name"]
+        )
+        cfn = aws.client("cloudformation", region=target.region)
+        self.stdout.write(f"Deploying {target.stack_name} ({target.stack}, {target.env}) to {target.region}.")
+        if options["execute_changeset"]:
+            change_set, change_set_type = deploy.changeset_find(target=target, name=options["execute_changeset"])
+            self.show_change_set(change_set)
+        else:
+            existing = self.recover(cfn, target, deploy.stack_preflight(cfn=cfn, target=target))
+            plan = deploy.deploy_plan(
+                target=target,
+                existing=existing,
+                overrides=prompts.key_values(options["parameter"], "--parameter"),
+                tags=prompts.key_values(options["tag"], "--tag"),
+                rollback_alarms=options["rollback_alarm"],
+            )
+            if self.verbosity >= 2:
+                where = f"from {plan.template_url}" if plan.template_url else "inline"
+                self.stdout.write(f"Template: {plan.template_size:,} bytes compact, sent {where}.")
+            if plan.up_to_date:
+                self.stdout.write(self.style.SUCCESS(f"Stack {target.stack_name} is up to date: nothing to deploy."))
+                if options["fail_on_empty"]:
+                    raise CommandError(f"Stack {target.stack_name} had no changes and --fail-on-empty was given.")
+                return
+            change_set, change_set_type = plan.change_set, plan.change_set_type
+            self.show_change_set(change_set)
+            if options["no_execute"]:
+                self.stdout.write(
+                    f"Change set {change_set.name} was created and not executed. To execute it:\n"
+                    f"  {target.command(f'--execute-changeset {change_set.name}')}"
+                )
+                return
+        if self.interactive and not prompts.confirm(self.stdout, f"Execute change set {change_set.name}?"):
+            self.stdout.write(
+                f"Not executed. To execute it later: {target.command(f'--execute-changeset {change_set.name}')}"
+            )
+            return
+        outcome = deploy.deploy_execute(
+            target=target,
+            change_set=change_set,
+            change_set_type=change_set_type,
+            on_event=self.show_event,
+            on_cancel=self.show_cancel,
+            disable_rollback=options["disable_rollback"],
+            timeout_minutes=options["timeout"],
+        )
+        if outcome.status not in {"CREATE_COMPLETE", "UPDATE_COMPLETE"} or outcome.timed_out:
+            self.fail(target, outcome, options["timeout"])
+        outputs, path = deploy.deploy_finish(
+            target=target,
+            outputs_file=options["outputs_file"],
+            termination_protection=options["termination_protection"],
+        )
+        self.stdout.write(self.style.SUCCESS(f"Stack {target.stack_name}: {outcome.status}."))
+        if options["termination_protection"]:
+            self.stdout.write("Termination protection is on.")
+        if outputs:
+            for line in table(["output", "value"], sorted(outputs.items())):
+                self.stdout.write(line)
+        self.stdout.write(f"Outputs saved to {path}.")
+
+    def recover(self, cfn, target, existing):
+        """Offer the way out of the two states that need a decision; anything else goes back as it is."""
+        if existing is None or existing.status not in {"ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED"}:
+            return existing
+        if existing.status == "ROLLBACK_COMPLETE":
+            self.stderr.write(
+                f"Stack {target.stack_name} is in ROLLBACK_COMPLETE: its first create failed and it holds nothing; "
+                "it must be deleted before it can be created again."
+            )
+            question = f"Delete {target.stack_name} and create it again?"
+            hint = "run it again with a terminal to confirm, or delete it with `manage.py destroy_stack "
+            hint += f"--stack-name {target.stack_name} --region {target.region} --no-input` first."
+            self.require_consent(question, f"Stack {target.stack_name} is in ROLLBACK_COMPLETE: {hint}")
+            deploy.stack_delete_rolled_back(cfn=cfn, target=target, on_event=self.show_event)
+            self.stdout.write(f"Deleted {target.stack_name}; creating it again.")
+            return None
+        self.stderr.write(
+            f"Stack {target.stack_name} is in UPDATE_ROLLBACK_FAILED: a rollback could not finish and the stack "
+            "cannot be updated until it does."
+        )
+        question = f"Continue the rollback of {target.stack_name}?"
+        hint = "run it again with a terminal to confirm continuing the rollback."
+        self.require_consent(question, f"Stack {target.stack_name} is in UPDATE_ROLLBACK_FAILED: {hint}")
+        deploy.stack_continue_rollback(cfn=cfn, target=target, on_event=self.show_event)
+        self.stdout.write(f"Rollback of {target.stack_name} completed; deploying.")
+        return deploy.stack_preflight(cfn=cfn, target=target)
+
+    def require_consent(self, question, refusal):
+        # --no-input consents to executing the change set, not to deleting or forcing a stack.
+        if not self.interactive or not prompts.has_terminal():
+            raise CommandError(refusal)
+        if not prompts.confirm(self.stdout, question):
+            raise CommandError("Nothing was changed.")
+
+    def show_change_set(self, change_set):
+        self.stdout.write(f"Change set {change_set.name}: {len(change_set.changes)} change(s).")
+        rows = changesets.changeset_rows(change_set)
+        risky = {change.logical_id for change in change_set.changes if change.stateful_replacement}
+        for line, row in zip(
+            table(["action", "logical id", "type", "replacement"], rows), [None, None, *rows], strict=True
+        ):
+            self.stdout.write(self.style.ERROR(line) if row and row[1] in risky else line)
+        for logical_id in sorted(risky):
+            self.stderr.write(
+                self.style.WARNING(f"{logical_id} holds data and would be replaced: its data would not carry over.")
+            )
+
+    def show_event(self, event, progress):
+        line = event_line(event)
+        if progress.total:
+            line = f"[{progress.complete}/{progress.total}] {line}"
+        self.stdout.write(self.style.ERROR(line) if event.failed else line)
+
+    def show_cancel(self, status):
+        self.stderr.write(self.style.WARNING(f"Timeout reached while {status}: cancelling the update (it rolls back)."))
+
+    def fail(self, target, outcome: Outcome, timeout):
+        failures = outcome.failures[:FAILURES_SHOWN]
+        if failures:
+            self.stderr.write("What failed first:")
+            for event in failures:
+                self.stderr.write(f"  {event.logical_id} ({event.resource_type}): {event.status}: {event.reason}")
+        self.stderr.write(f"Final status of {target.stack_name}: {outcome.status}.")
+        self.stderr.write(f"Next: {deploy.next_step(target=target, status=outcome.status)}")
+        if outcome.timed_out:
+            raise CommandError(f"Deploy of {target.stack_name} did not finish within {timeout:g} minutes.")
+        raise CommandError(f"Deploy of {target.stack_name} failed: the stack is {outcome.status}.")

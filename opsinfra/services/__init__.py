@@ -1,0 +1,13 @@
+"""The ops toolkit's work, split by subject; the management commands only parse arguments and print.
+
+stacks      read stacks, their outputs, and the outputs files other commands use
+templates   synthesize, lint and size a template; upload a large one
+changesets  create, wait for, describe and delete change sets
+events      follow a stack operation's events until it ends
+deploy      plan and apply a stack deploy, and the recovery of stuck stacks
+destroy     delete a stack and say what survives
+status      a stack's status, events, outputs, live release and drift
+cdn         CloudFront invalidations
+release     release bundles, migrations and instance refreshes
+schedule    one-off sale windows on the Auto Scaling group
+"""

@@ -1,0 +1,388 @@
+"""Deploying a stack: resolve the target, plan a change set, execute it, and recover stacks that are stuck."""
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from opsinfra import aws
+from opsinfra.errors import DeployFailed, OpsError, StackNotFound, StackStuck, TemplateRejected
+from opsinfra.services import changesets, events, stacks, templates
+from opsinfra.services.changesets import ChangeSet
+from opsinfra.services.events import Outcome
+
+BOOTSTRAP_OUTPUTS_OPTIONAL = {"OidcProviderArn"}
+EDGE_PARAMETERS = {"EdgeWebAclArn", "EdgeCertificateArn"}
+EDGE_REGION = "us-east-1"
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which stack goes where: the stack kind, its environment preset, region and CloudFormation name."""
+
+    stack: str
+    env: str
+    region: str
+    stack_name: str
+    settings: object  # opsinfra.stacks.StackSettings
+
+    def command(self, *extra: str) -> str:
+        parts = ["manage.py deploy_stack", f"--stack {self.stack}"]
+        if self.stack != "bootstrap":
+            parts.append(f"--env {self.env}")
+        parts.append(f"--region {self.region}")
+        return " ".join([*parts, *extra])
+
+
+def stack_settings_load(*, stack: str, env: str, region: str | None):
+    from opsinfra.stacks import stack_settings
+
+    return stack_settings(stack=stack, env=env, region=region)
+
+
+def target_resolve(*, stack: str, env: str, region: str | None = None, stack_name: str | None = None) -> Target:
+    """The stack's settings from the presets; unknown stack or env → OpsError with the settings' own sentence."""
+    from opsinfra import errors
+
+    config_error = getattr(errors, "StackConfigError", OpsError)
+    try:
+        settings = stack_settings_load(stack=stack, env=env, region=region)
+    except config_error as exc:
+        raise OpsError(str(exc)) from exc
+    resolved_region = region or getattr(settings, "region", None) or aws.session_region()
+    return Target(
+        stack=stack,
+        env=env,
+        region=resolved_region,
+        stack_name=stack_name or settings.stack_name,
+        settings=settings,
+    )
+
+
+# --- stuck stacks -------------------------------------------------------------------------------------------------
+
+
+def stack_preflight(*, cfn, target: Target) -> stacks.StackState | None:
+    """The current stack, or StackStuck when no change set can run on it now (and what to do about it).
+
+    ROLLBACK_COMPLETE and UPDATE_ROLLBACK_FAILED come back to the caller, which asks before it recovers them.
+    """
+    state = stacks.stack_get(cfn=cfn, name=target.stack_name)
+    if state is None or state.status in stacks.UPDATABLE | {"REVIEW_IN_PROGRESS"}:
+        return state
+    if state.status in {"ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED"}:
+        return state
+    if state.in_progress:
+        raise StackStuck(
+            f"Stack {target.stack_name} is busy ({state.status}): wait for it to finish "
+            f"(`manage.py stack_status --stack {target.stack} --env {target.env}`), then deploy again."
+        )
+    if state.status in {"ROLLBACK_FAILED", "DELETE_FAILED", "IMPORT_ROLLBACK_FAILED"}:
+        raise StackStuck(
+            f"Stack {target.stack_name} is in {state.status} and cannot be updated: look at its events with "
+            f"`manage.py stack_status --stack {target.stack} --env {target.env}`, remove what blocks the delete, "
+            f"then `manage.py destroy_stack --stack {target.stack} --env {target.env}` and deploy again."
+        )
+    raise StackStuck(f"Stack {target.stack_name} is in {state.status}, which deploy_stack does not know how to update.")
+
+
+def stack_delete_rolled_back(*, cfn, target: Target, on_event: Callable) -> None:
+    """Delete a stack a failed first create left in ROLLBACK_COMPLETE (it holds no resources), and wait."""
+    after_id = events.events_latest_id(cfn=cfn, stack_name=target.stack_name)
+    state = stacks.stack_get(cfn=cfn, name=target.stack_name)
+    try:
+        cfn.delete_stack(StackName=state.stack_id)
+    except aws.aws_errors() as exc:
+        raise aws.call_failed(f"delete stack {target.stack_name}", exc) from exc
+    outcome = events.stack_follow(
+        cfn=cfn, stack_id=state.stack_id, stack_name=target.stack_name, after_id=after_id, total=0, on_event=on_event
+    )
+    if outcome.status != "DELETE_COMPLETE":
+        raise DeployFailed(f"Deleting the rolled-back stack {target.stack_name} ended in {outcome.status}.")
+
+
+def stack_continue_rollback(*, cfn, target: Target, on_event: Callable, skip: list[str] | None = None) -> None:
+    """Resume a rollback that failed (UPDATE_ROLLBACK_FAILED) and wait until the stack is usable again."""
+    state = stacks.stack_get(cfn=cfn, name=target.stack_name)
+    after_id = events.events_latest_id(cfn=cfn, stack_name=target.stack_name)
+    request = {"StackName": state.stack_id}
+    if skip:
+        request["ResourcesToSkip"] = skip
+    try:
+        cfn.continue_update_rollback(**request)
+    except aws.aws_errors() as exc:
+        raise aws.call_failed(f"continue the rollback of {target.stack_name}", exc) from exc
+    outcome = events.stack_follow(
+        cfn=cfn, stack_id=state.stack_id, stack_name=target.stack_name, after_id=after_id, total=0, on_event=on_event
+    )
+    if outcome.status != "UPDATE_ROLLBACK_COMPLETE":
+        raise DeployFailed(
+            f"The rollback of {target.stack_name} ended in {outcome.status} again: the failing events above name "
+            "the resources CloudFormation cannot roll back; fix them by hand or skip them in the console."
+        )
+
+
+# --- planning -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: Target
+    change_set_type: str  # CREATE or UPDATE
+    change_set: ChangeSet | None  # None: the stack is up to date
+    template_url: str | None
+    template_size: int
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.change_set is None
+
+
+def upstream_outputs(*, target: Target, template: templates.Template) -> dict[str, str]:
+    """Outputs of the stacks this one builds on, by name: bootstrap for the app stack, edge outside us-east-1."""
+    found: dict[str, str] = {}
+    if target.stack == "bootstrap":
+        return found
+    wanted = set(template.parameters)
+    if target.stack == "app" or wanted & _bootstrap_output_names():
+        bootstrap = target_resolve(stack="bootstrap", env=target.env, region=target.region)
+        state = stacks.stack_require(
+            cfn=aws.client("cloudformation", region=target.region),
+            name=bootstrap.stack_name,
+            region=target.region,
+            create_with=bootstrap.command(),
+        )
+        found.update(state.outputs)
+    if wanted & EDGE_PARAMETERS and target.region != EDGE_REGION:
+        edge = target_resolve(stack="edge", env=target.env, region=EDGE_REGION)
+        state = stacks.stack_require(
+            cfn=aws.client("cloudformation", region=EDGE_REGION),
+            name=edge.stack_name,
+            region=EDGE_REGION,
+            create_with=edge.command(),
+        )
+        found.update({key: value for key, value in state.outputs.items() if key in EDGE_PARAMETERS})
+    return found
+
+
+def _bootstrap_output_names() -> set[str]:
+    return {"ArtifactsBucketName", "CloudFormationExecutionRoleArn", "DeployRoleArn", "PreviewRoleArn"}
+
+
+def parameters_resolve(
+    *,
+    template: templates.Template,
+    overrides: dict[str, str],
+    upstream: dict[str, str],
+    presets: dict[str, str],
+    existing: stacks.StackState | None,
+    change_set_type: str,
+) -> list[dict]:
+    """CreateChangeSet's Parameters. Command line, upstream outputs and presets are always passed (in that order of
+    precedence); on an update, a parameter given by none of them keeps its previous value; otherwise its Default."""
+    declared = template.parameters
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise TemplateRejected(
+            f"--parameter {unknown[0]} is not a parameter of the {template.stack} template "
+            f"(it has: {', '.join(sorted(declared)) or 'none'})."
+        )
+    result = []
+    for name in sorted(declared):
+        for source in (overrides, upstream, presets):
+            if name in source:
+                result.append({"ParameterKey": name, "ParameterValue": str(source[name])})
+                break
+        else:
+            if change_set_type == "UPDATE" and existing is not None and name in existing.parameters:
+                result.append({"ParameterKey": name, "UsePreviousValue": True})
+    return result
+
+
+def stack_tags(*, target: Target, extra: dict[str, str]) -> list[dict]:
+    project = getattr(target.settings, "project", "shop")
+    tags = {"Project": project, "Environment": target.env, "Stack": target.stack, **extra}
+    return [{"Key": key, "Value": value} for key, value in sorted(tags.items())]
+
+
+def deploy_plan(
+    *,
+    target: Target,
+    existing: stacks.StackState | None,
+    overrides: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+    rollback_alarms: list[str] | None = None,
+) -> Plan:
+    """Synthesize and check the template, then create the change set and wait until it is computed.
+
+    Nothing is executed. An empty change set (no changes) is deleted and the Plan says the stack is up to date.
+    """
+    template = templates.template_synthesize(stack=target.stack, stack_settings=target.settings)
+    templates.template_check(template=template, region=target.region)
+    upstream = upstream_outputs(target=target, template=template)
+    change_set_type = "UPDATE" if existing is not None and existing.status != "REVIEW_IN_PROGRESS" else "CREATE"
+    parameters = parameters_resolve(
+        template=template,
+        overrides=overrides or {},
+        upstream=upstream,
+        presets=dict(getattr(target.settings, "parameters", None) or {}),
+        existing=existing,
+        change_set_type=change_set_type,
+    )
+    request: dict = {
+        "StackName": target.stack_name,
+        "ChangeSetName": changesets.changeset_name(),
+        "ChangeSetType": change_set_type,
+        "Parameters": parameters,
+        "Capabilities": CAPABILITIES,
+        "Tags": stack_tags(target=target, extra=tags or {}),
+        "ClientToken": uuid.uuid4().hex,
+        "Description": f"deploy_stack {target.stack} {target.env}",
+    }
+    template_url = None
+    if templates.template_needs_url(template=template):
+        bucket = upstream.get("ArtifactsBucketName")
+        if not bucket:
+            raise TemplateRejected(
+                f"The {target.stack} template is {template.size:,} bytes, over the inline limit of "
+                f"{templates.url_threshold():,}, and there is no artifacts bucket to stage it in."
+            )
+        template_url = templates.template_upload(
+            template=template, bucket=bucket, stack_name=target.stack_name, region=target.region
+        )
+        request["TemplateURL"] = template_url
+    else:
+        request["TemplateBody"] = template.body
+    if upstream.get("CloudFormationExecutionRoleArn"):
+        request["RoleARN"] = upstream["CloudFormationExecutionRoleArn"]
+    if rollback_alarms:
+        request["RollbackConfiguration"] = {
+            "RollbackTriggers": [{"Arn": arn, "Type": "AWS::CloudWatch::Alarm"} for arn in rollback_alarms],
+            "MonitoringTimeInMinutes": 10,
+        }
+    cfn = aws.client("cloudformation", region=target.region)
+    change_set_id = changesets.changeset_create(cfn=cfn, request=request)
+    change_set = None
+    if change_set_id is not None:
+        change_set = changesets.changeset_wait(cfn=cfn, change_set_id=change_set_id, stack_name=target.stack_name)
+        if change_set.empty:
+            changesets.changeset_delete(cfn=cfn, change_set_id=change_set.id, stack_name=target.stack_name)
+            change_set = None
+        elif change_set.status == "FAILED":
+            changesets.changeset_delete(cfn=cfn, change_set_id=change_set.id, stack_name=target.stack_name)
+            raise DeployFailed(f"CloudFormation rejected the change set for {target.stack_name}: {change_set.reason}")
+    return Plan(
+        target=target,
+        change_set_type=change_set_type,
+        change_set=change_set,
+        template_url=template_url,
+        template_size=template.size,
+    )
+
+
+def changeset_find(*, target: Target, name: str) -> tuple[ChangeSet, str]:
+    """A change set created earlier (--no-execute) and its type, ready to execute; else OpsError saying why not."""
+    cfn = aws.client("cloudformation", region=target.region)
+    try:
+        change_set = changesets.changeset_describe(cfn=cfn, change_set_id=name, stack_name=target.stack_name)
+    except OpsError as exc:
+        raise StackNotFound(f"Change set {name} of {target.stack_name} was not found in {target.region}.") from exc
+    if change_set.status != "CREATE_COMPLETE" or change_set.execution_status != "AVAILABLE":
+        raise StackStuck(
+            f"Change set {name} cannot be executed (status {change_set.status}, execution "
+            f"{change_set.execution_status}): create a new one with `{target.command()}`."
+        )
+    state = stacks.stack_get(cfn=cfn, name=target.stack_name)
+    change_set_type = "CREATE" if state is None or state.status == "REVIEW_IN_PROGRESS" else "UPDATE"
+    return change_set, change_set_type
+
+
+# --- executing ------------------------------------------------------------------------------------------------------
+
+
+def deploy_execute(
+    *,
+    target: Target,
+    change_set: ChangeSet,
+    change_set_type: str,
+    on_event: Callable,
+    on_cancel: Callable[[str], None] | None = None,
+    disable_rollback: bool = False,
+    timeout_minutes: float | None = None,
+) -> Outcome:
+    """Execute the change set and follow it to the end. Past the timeout an update is cancelled (and rolls back);
+    a create cannot be cancelled and goes on in CloudFormation."""
+    cfn = aws.client("cloudformation", region=target.region)
+    after_id = events.events_latest_id(cfn=cfn, stack_name=change_set.stack_id or target.stack_name)
+    try:
+        cfn.execute_change_set(
+            ChangeSetName=change_set.id,
+            StackName=change_set.stack_id or target.stack_name,
+            ClientRequestToken=uuid.uuid4().hex,
+            DisableRollback=disable_rollback,
+        )
+    except aws.aws_errors() as exc:
+        raise aws.call_failed(f"execute change set {change_set.name}", exc) from exc
+
+    def cancel(status: str) -> None:
+        if on_cancel:
+            on_cancel(status)
+        try:
+            cfn.cancel_update_stack(StackName=change_set.stack_id or target.stack_name)
+        except aws.aws_errors() as exc:
+            raise aws.call_failed(f"cancel the update of {target.stack_name}", exc) from exc
+
+    stack_id = change_set.stack_id or target.stack_name
+    return events.stack_follow(
+        cfn=cfn,
+        stack_id=stack_id,
+        stack_name=target.stack_name,
+        after_id=after_id,
+        total=len(change_set.changes),
+        on_event=on_event,
+        timeout_s=timeout_minutes * 60 if timeout_minutes else None,
+        on_timeout=cancel if change_set_type == "UPDATE" else None,
+    )
+
+
+def deploy_finish(*, target: Target, outputs_file: str | None, termination_protection: bool) -> tuple[dict, object]:
+    """After a successful deploy: turn termination protection on if asked, save the outputs file, return both."""
+    cfn = aws.client("cloudformation", region=target.region)
+    if termination_protection:
+        try:
+            cfn.update_termination_protection(EnableTerminationProtection=True, StackName=target.stack_name)
+        except aws.aws_errors() as exc:
+            raise aws.call_failed(f"turn on termination protection for {target.stack_name}", exc) from exc
+    state = stacks.stack_get(cfn=cfn, name=target.stack_name)
+    outputs = state.outputs if state else {}
+    path = stacks.outputs_write(
+        outputs=outputs, path=stacks.outputs_path(stack_name=target.stack_name, path=outputs_file)
+    )
+    return outputs, path
+
+
+def next_step(*, target: Target, status: str) -> str:
+    """What the operator does after an operation ended in `status`."""
+    status_command = f"manage.py stack_status --stack {target.stack} --env {target.env}"
+    if status == "ROLLBACK_COMPLETE":
+        return (
+            "The first create failed and was rolled back; the stack holds nothing and cannot be updated. Fix the "
+            f"cause above, then run `{target.command()}` again: it offers to delete and recreate the stack."
+        )
+    if status == "UPDATE_ROLLBACK_COMPLETE":
+        return f"The stack is back where it was before this deploy. Fix the cause above and run `{target.command()}`."
+    if status == "UPDATE_ROLLBACK_FAILED":
+        return (
+            f"The rollback itself failed. Run `{target.command()}` again to continue the rollback, after fixing "
+            "what the events above name."
+        )
+    if status in {"CREATE_FAILED", "UPDATE_FAILED"}:
+        return (
+            "Rollback was disabled, so the resources that worked are still there. Fix the cause and run the deploy "
+            f"again, or remove the stack with `manage.py destroy_stack --stack {target.stack} --env {target.env}`."
+        )
+    if status == "ROLLBACK_FAILED":
+        return f"Resources are left over: see `{status_command}`, remove them, then destroy the stack."
+    if status.endswith("_IN_PROGRESS"):
+        return f"CloudFormation goes on without us: follow it with `{status_command}`."
+    return f"See `{status_command}`."

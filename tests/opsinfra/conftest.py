@@ -1,0 +1,230 @@
+"""The ops commands run end to end against moto's HTTP server on 127.0.0.1, started once per test session.
+
+Every test gets a fresh emulator (reset over moto's API), fake credentials, AWS_ENDPOINT_URL pointing at the server
+and an outputs directory of its own. What moto 5.2.5 cannot do is stubbed in the tests that need it, with botocore's
+Stubber; the few places where moto's CloudFormation is wrong are patched here, inside the server (which runs in a
+thread of this process), and each patch says which gap it fills.
+"""
+
+import json
+import logging
+import socket
+from dataclasses import dataclass, field
+from io import StringIO
+
+import pytest
+import requests
+from botocore.stub import Stubber
+from django.core.management import call_command
+
+from opsinfra import aws
+from opsinfra.services import deploy, events, templates
+
+PORTS = range(8401, 8420)
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    for port in PORTS:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} for the moto server")
+
+
+def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 executes a change set without re-reading the stack's template: the stack keeps no Outputs, its
+    parameters stay those of the first change set, and a later identical update is not seen as empty. Finish the
+    job the way CloudFormation does: template, parameters and outputs become the change set's."""
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name, stack_name=None):
+        original(self, change_set_name, stack_name)
+        change_set = self.describe_change_set(change_set_name)
+        stack = self.stacks[change_set.stack_id]
+        stack._parse_template()
+        stack.description = stack.template_dict.get("Description")
+        stack.parameters = change_set.parameters
+        stack.output_map = stack._create_output_map()
+
+    patcher.setattr(CloudFormationBackend, "execute_change_set", execute_change_set)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    from moto.server import ThreadedMotoServer
+
+    # The server logs each request at INFO; test output should show the commands' own lines.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    patcher = pytest.MonkeyPatch()
+    _patch_moto_change_sets(patcher)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+    patcher.undo()
+
+
+class NoWaitClock(events.Clock):
+    """Polls without sleeping; time moves only when a test moves it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(seconds, 1.0)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = NoWaitClock()
+    monkeypatch.setattr(events, "clock", fake)
+    monkeypatch.setattr("opsinfra.services.changesets.clock", fake)
+    return fake
+
+
+@pytest.fixture
+def aws_env(moto_server, monkeypatch, settings, tmp_path, clock):
+    """A clean emulator and an environment that points every boto3 client at it."""
+    requests.post(f"{moto_server}/moto-api/reset", timeout=10)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    settings.OPSINFRA = {
+        **settings.OPSINFRA,
+        "OUTPUTS_DIR": str(tmp_path / "shop-state"),
+        "POLL_SECONDS": (0, 0),
+        "AWS_REGION": REGION,
+    }
+    aws.reset()
+    yield moto_server
+    aws.reset()
+
+
+@pytest.fixture
+def outputs_dir(aws_env, settings):
+    from pathlib import Path
+
+    return Path(settings.OPSINFRA["OUTPUTS_DIR"])
+
+
+def run(*args, **options) -> tuple[str, str]:
+    """call_command with captured stdout and stderr; returns both."""
+    out, err = StringIO(), StringIO()
+    call_command(*args, stdout=out, stderr=err, **options)
+    return out.getvalue(), err.getvalue()
+
+
+# --- a small stand-in for opsinfra.cfn, for the tests of the deploy mechanics -------------------------------------
+
+
+@dataclass(frozen=True)
+class SmallSettings:
+    project: str
+    env: str
+    region: str
+    stack: str
+    stack_name: str
+    parameters: dict = field(default_factory=dict)
+
+
+def small_template(stack: str, settings: SmallSettings, *, topics: int = 1, padding: int = 0) -> str:
+    """A hand-made template with the contract's shape: Shop metadata, defaults on every parameter, and for the app
+    stack the bootstrap outputs as parameters."""
+    from troposphere import GetAtt, Output, Parameter, Ref, Template, iam, s3, sns
+
+    t = Template(Description=f"shop {stack} (test)" + " " * padding)
+    t.set_metadata({"Shop": {"Stack": stack, "Env": settings.env, "Region": settings.region}})
+    if stack == "bootstrap":
+        bucket = t.add_resource(s3.Bucket("ArtifactsBucket"))
+        role = t.add_resource(
+            iam.Role(
+                "CloudFormationExecutionRole",
+                AssumeRolePolicyDocument={
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "cloudformation.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+            )
+        )
+        t.add_output(Output("ArtifactsBucketName", Value=Ref(bucket), Description="bucket"))
+        t.add_output(Output("CloudFormationExecutionRoleArn", Value=GetAtt(role, "Arn"), Description="role"))
+    else:
+        t.add_parameter(Parameter("ArtifactsBucketName", Type="String", Default=""))
+        t.add_parameter(Parameter("CloudFormationExecutionRoleArn", Type="String", Default=""))
+        t.add_parameter(Parameter("AlertEmail", Type="String", Default="ops@example.com"))
+        t.add_parameter(Parameter("InstanceType", Type="String", Default="t3.medium"))
+        first = None
+        for index in range(topics):
+            topic = t.add_resource(sns.Topic(f"AlertsTopic{index or ''}", DisplayName=Ref("InstanceType")))
+            first = first or topic
+        t.add_output(Output("AlertsTopicArn", Value=Ref(first), Description="alerts"))
+        t.add_output(Output("InstanceTypeUsed", Value=Ref("InstanceType"), Description="echo"))
+        t.add_output(Output("BucketSeen", Value=Ref("ArtifactsBucketName"), Description="echo"))
+    return json.dumps(t.to_dict(), separators=(",", ":"), sort_keys=True)
+
+
+@pytest.fixture
+def small_stacks(monkeypatch):
+    """Use the small template in place of opsinfra.cfn; returns a dict the test may change (topics, padding,
+    region written into the template, presets)."""
+    knobs = {"topics": 1, "padding": 0, "template_region": None, "presets": {}}
+
+    def load(*, stack, env, region):
+        region = region or REGION
+        name = "shop-bootstrap" if stack == "bootstrap" else f"shop-{stack}-{env}"
+        return SmallSettings(
+            project="shop", env=env, region=region, stack=stack, stack_name=name, parameters=knobs["presets"]
+        )
+
+    def build(*, stack, stack_settings):
+        region = knobs["template_region"] or stack_settings.region
+        shown = SmallSettings(**{**stack_settings.__dict__, "region": region})
+        return small_template(stack, shown, topics=knobs["topics"], padding=knobs["padding"])
+
+    monkeypatch.setattr(deploy, "stack_settings_load", load)
+    monkeypatch.setattr(templates, "template_build", build)
+    return knobs
+
+
+@pytest.fixture
+def stub_client(monkeypatch, aws_env):
+    """stub_client("cloudformation") → a Stubber whose client every aws.client("cloudformation") call returns;
+    other services still go to the emulator."""
+    real_client = aws.client
+    stubbed: dict[str, object] = {}
+
+    def client(service, *, region=None):
+        if service in stubbed:
+            return stubbed[service]
+        return real_client(service, region=region)
+
+    def make(service: str) -> Stubber:
+        boto_client = real_client(service, region=REGION)
+        stubber = Stubber(boto_client)
+        stubber.activate()
+        stubbed[service] = boto_client
+        return stubber
+
+    monkeypatch.setattr(aws, "client", client)
+    return make
