@@ -125,12 +125,15 @@ if REDIS_URL:
                 "PASSWORD": REDIS_AUTH_TOKEN or None,
                 "IGNORE_EXCEPTIONS": True,
                 "CONNECTION_POOL_KWARGS": {"retry_on_timeout": False},
+                # The Django cache shares the breaker of shop.redis: after one failure its calls return at once.
+                "CONNECTION_FACTORY": "shop.redis.BreakerConnectionFactory",
             },
         }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": CACHE_KEY_PREFIX}}
-DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+# shop.redis's breaker logs one warning per outage; a traceback per skipped cache call would flood the log.
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = False
 
 # --- Catalogue ----------------------------------------------------------------------------------------
 PRODUCT_CACHE_TTL = 300
@@ -141,6 +144,8 @@ RATELIMIT_SESSIONS_PER_IP = env.text("RATELIMIT_SESSIONS_PER_IP", "30/m")
 RATELIMIT_CHECKOUT_PER_IP = env.text("RATELIMIT_CHECKOUT_PER_IP", "60/m")
 RATELIMIT_CHECKOUT_PER_SESSION = env.text("RATELIMIT_CHECKOUT_PER_SESSION", "20/m")
 RATELIMIT_ALLOW_IPS = env.items("RATELIMIT_ALLOW_IPS")
+# Units of one product a single checkout may buy; larger quantities get 400.
+CHECKOUT_MAX_QUANTITY_PER_LINE = env.integer("CHECKOUT_MAX_QUANTITY_PER_LINE", 10)
 
 # --- HTTP ---------------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -194,4 +199,54 @@ LOGGING = {
 }
 
 # --- Ops toolkit (opsinfra) -----------------------------------------------------------------------------
-OPSINFRA: dict = {}
+# What `manage.py synth_stack` builds. Plain values, not the environment: a committed template must not depend on
+# who synthesizes it (`synth_stack --check`). Staging overrides what differs from production.
+_OPSINFRA_PRODUCTION = {
+    "domain": "",  # e.g. "shop.example.com"; needs hosted_zone_id (DNS-validated certificate, alias records)
+    "hosted_zone_id": "",
+    "alert_email": "",  # default of the AlertEmail parameter; empty: no subscription
+    "instance_type": "t3.medium",
+    "db_instance_class": "db.t3.medium",
+    "db_multi_az": True,
+    "db_engine_version": "15.14",
+    "cache_node_type": "cache.t3.micro",
+    "asg_min": 2,
+    "asg_max": 20,
+    "asg_desired": 2,
+    "warm_pool_size": 3,
+    "prescale_capacity": 10,
+    "nat_gateways": 3,
+    "interface_endpoints": True,
+    "app_port": 8000,
+    # First boot: Python 3.11, the CloudWatch agent, the release's wheels, then /health.
+    "boot_seconds": 600,
+    # Written to each instance's environment, so the connection budget below is what runs.
+    "gunicorn_workers": 4,
+    "gunicorn_threads": 4,
+    "gunicorn_timeout": 20,  # the worker timeout of shop/gunicorn.conf.py
+    "proxy_borrow_timeout": 10,
+    "proxy_max_connections_percent": 100,
+    "origin_read_timeout": 30,
+    "alb_idle_timeout": 60,
+    "log_retention_days": 30,
+    "allow_list": [],  # CIDRs the WAF rate rule never counts (offices, load generators)
+}
+OPSINFRA = {
+    "PROJECT": "shop",
+    "REGION": "us-east-1",
+    "GITHUB_REPOSITORY": "example/shop",
+    "ENVIRONMENTS": {
+        "production": _OPSINFRA_PRODUCTION,
+        "staging": {
+            **_OPSINFRA_PRODUCTION,
+            "instance_type": "t3.small",
+            "db_instance_class": "db.t3.small",
+            "db_multi_az": False,
+            "asg_max": 4,
+            "warm_pool_size": 1,
+            "prescale_capacity": 4,
+            "nat_gateways": 1,
+            "interface_endpoints": False,
+        },
+    },
+}

@@ -1,0 +1,121 @@
+"""HTTP for the checkout: sessions, checkout and order lookup. Rules live in services; errors map in shop.exceptions."""
+
+import re
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from checkout.exceptions import InvalidRequest
+from checkout.ratelimit import ratelimit_ip, ratelimit_session
+from checkout.selectors import order_get_for_session, session_get_by_token
+from checkout.serializers import (
+    CheckoutInputSerializer,
+    ErrorSerializer,
+    OrderOutputSerializer,
+    SessionOutputSerializer,
+)
+from checkout.services import order_place, session_create
+
+_IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+SESSION_HEADER = OpenApiParameter(
+    "X-Session-Token", str, OpenApiParameter.HEADER, description="The token from POST /api/sessions."
+)
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="1-255 printable characters, kept 24 h per session: a repeat gets the first answer again.",
+)
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description)
+
+
+RATE_LIMITED = _error("Rate-limited (per client IP, and per session on checkout); header Retry-After in seconds.")
+SESSION_MISSING = _error("No session token (session_required), or unknown or expired (session_invalid).")
+
+
+class NoStoreApi(APIView):
+    """Answers (errors included) belong to one shopper: no browser or CDN may keep them."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class SessionCreateApi(NoStoreApi):
+    @extend_schema(
+        operation_id="session_create",
+        request=None,
+        responses={201: SessionOutputSerializer, 429: RATE_LIMITED},
+        summary="Start a guest shopper session (24 h).",
+    )
+    def post(self, request):
+        ratelimit_ip(request, scope="sessions", rate=settings.RATELIMIT_SESSIONS_PER_IP)
+        session, token = session_create()
+        body = SessionOutputSerializer({"session_token": token, "expires_at": session.expires_at}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class CheckoutApi(NoStoreApi):
+    @extend_schema(
+        operation_id="checkout",
+        request=CheckoutInputSerializer,
+        parameters=[SESSION_HEADER, IDEMPOTENCY_HEADER],
+        responses={
+            201: OrderOutputSerializer,
+            400: _error("Malformed JSON, a missing or invalid field, too many lines or units, a bad Idempotency-Key."),
+            401: SESSION_MISSING,
+            404: _error("product_not_found: product_ids names the unknown products."),
+            409: _error(
+                "insufficient_stock (product_ids: the lines short of stock; nothing was written), or "
+                "request_in_progress (a request with this Idempotency-Key is still running)."
+            ),
+            422: _error("idempotency_key_reused: this Idempotency-Key came with a different body."),
+            429: RATE_LIMITED,
+        },
+        summary="Buy one or more products at their current prices, all or nothing.",
+    )
+    def post(self, request):
+        ratelimit_ip(request, scope="checkout", rate=settings.RATELIMIT_CHECKOUT_PER_IP)
+        serializer = CheckoutInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        idempotency_key = _idempotency_key(request)
+        token = request.headers.get("X-Session-Token") or serializer.validated_data.get("session_token")
+        if token:
+            ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
+        session = session_get_by_token(token=token)
+        order = order_place(session=session, lines=serializer.lines(), idempotency_key=idempotency_key)
+        return Response(OrderOutputSerializer(order).data, status=status.HTTP_201_CREATED)
+
+
+class OrderDetailApi(NoStoreApi):
+    @extend_schema(
+        operation_id="order_detail",
+        parameters=[SESSION_HEADER],
+        responses={
+            200: OrderOutputSerializer,
+            401: SESSION_MISSING,
+            404: _error("order_not_found: no such order for this session."),
+        },
+        summary="An order, for the session that placed it.",
+    )
+    def get(self, request, order_id: int):
+        session = session_get_by_token(token=request.headers.get("X-Session-Token"))
+        order = order_get_for_session(order_id=order_id, session=session)
+        return Response(OrderOutputSerializer(order).data)
+
+
+def _idempotency_key(request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.")
+    return key
