@@ -35,6 +35,11 @@ serve: $(VENV)/.base
 	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --noinput --verbosity 0
 	DJANGO_DEBUG=0 PORT=$(PORT) $(VENV)/bin/gunicorn --config shop/gunicorn.conf.py
 
+## bench: wrk against gunicorn + PostgreSQL + Redis beside the floor app; QUICK=1 for a short run (see README)
+bench: $(VENV)/.base
+	@command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
+	$(PY) bench/run.py
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
