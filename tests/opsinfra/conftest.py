@@ -188,7 +188,7 @@ def small_template(stack: str, settings: SmallSettings, *, topics: int = 1, padd
 def small_stacks(monkeypatch):
     """Use the small template in place of opsinfra.cfn; returns a dict the test may change (topics, padding,
     region written into the template, presets)."""
-    knobs = {"topics": 1, "padding": 0, "template_region": None, "presets": {}}
+    knobs = {"topics": 1, "padding": 0, "template_region": None, "presets": {}, "extra_resources": {}}
 
     def load(*, stack, env, region):
         region = region or REGION
@@ -200,7 +200,12 @@ def small_stacks(monkeypatch):
     def build(*, stack, stack_settings):
         region = knobs["template_region"] or stack_settings.region
         shown = SmallSettings(**{**stack_settings.__dict__, "region": region})
-        return small_template(stack, shown, topics=knobs["topics"], padding=knobs["padding"])
+        body = small_template(stack, shown, topics=knobs["topics"], padding=knobs["padding"])
+        if knobs["extra_resources"] and stack != "bootstrap":
+            data = json.loads(body)
+            data["Resources"].update(knobs["extra_resources"])
+            body = json.dumps(data, separators=(",", ":"), sort_keys=True)
+        return body
 
     monkeypatch.setattr(deploy, "stack_settings_load", load)
     monkeypatch.setattr(templates, "template_build", build)
