@@ -1,12 +1,15 @@
 """Writes to the catalogue: products and their inventory."""
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from catalog.models import Inventory
+from catalog import cache
+from catalog.exceptions import InvalidQuantity, ProductNotFound
+from catalog.models import Inventory, Product
 from shop.exceptions import DomainError
 
 
@@ -52,3 +55,60 @@ def _short_lines(lines: list[tuple[int, int]]) -> list[int]:
         Inventory.objects.filter(product_id__in=[pid for pid, _ in lines]).values_list("product_id", "quantity")
     )
     return [pid for pid, quantity in lines if available.get(pid, 0) < quantity]
+
+
+# --- Products and stock levels as operators set them (admin, shell, scripts) ---------------------------------------
+
+PRODUCT_EDITABLE_FIELDS = frozenset({"sku", "name", "category", "price", "currency", "description"})
+
+
+def product_create(
+    *,
+    sku: str,
+    name: str,
+    category: str,
+    price: Decimal,
+    currency: str = "USD",
+    description: str = "",
+    quantity: int = 0,
+) -> Product:
+    """A product and its inventory row; the product cache is invalidated by the post_save signal."""
+    _check_quantity(quantity)
+    with transaction.atomic():
+        product = Product.objects.create(
+            sku=sku, name=name, category=category, price=price, currency=currency, description=description
+        )
+        Inventory.objects.create(product=product, quantity=quantity)
+    return product
+
+
+def products_update(*, product_ids: Iterable[int], **fields) -> int:
+    """Change `fields` on many products in one UPDATE, then invalidate the product cache (update() sends no signals).
+
+    Returns how many products were updated.
+    """
+    unknown = set(fields) - PRODUCT_EDITABLE_FIELDS
+    if unknown:
+        raise TypeError(f"products_update() cannot set {', '.join(sorted(unknown))}.")
+    with transaction.atomic():
+        updated = Product.objects.filter(pk__in=list(product_ids)).update(**fields, updated_at=timezone.now())
+        cache.invalidate()
+    return updated
+
+
+def inventory_set(*, product_id: int, quantity: int) -> Inventory:
+    """Set a product's stock to an operator's count, creating its inventory row if it has none.
+
+    Locks: the product's Inventory row (update_or_create selects it FOR UPDATE) until the write commits.
+    """
+    _check_quantity(quantity)
+    with transaction.atomic():
+        if not Product.objects.filter(pk=product_id).exists():
+            raise ProductNotFound(product_id)
+        inventory, _ = Inventory.objects.update_or_create(product_id=product_id, defaults={"quantity": quantity})
+    return inventory
+
+
+def _check_quantity(quantity: int) -> None:
+    if quantity < 0:
+        raise InvalidQuantity(f"Stock cannot be negative, got {quantity}.")

@@ -1,0 +1,258 @@
+"""HTTP for the catalogue: products (cached bytes), live inventory, and the cache metrics."""
+
+import hmac
+from math import ceil
+
+from django.conf import settings
+from django.http import HttpResponse, HttpResponseNotModified
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog import cache
+from catalog.exceptions import ProductNotFound
+from catalog.metrics import metrics_snapshot
+from catalog.params import (
+    DEFAULT_PAGE_SIZE,
+    MAX_BATCH_IDS,
+    MAX_PAGE_SIZE,
+    ProductListParams,
+    product_id_param,
+    product_ids_param,
+    product_list_params,
+)
+from catalog.selectors import inventory_get, inventory_list, product_count, product_detail, product_list
+from catalog.serializers import (
+    ErrorSerializer,
+    InventorySerializer,
+    MetricsSerializer,
+    ProductDetailSerializer,
+    ProductSerializer,
+    inventory_item,
+    json_bytes,
+    product_detail_item,
+    product_item,
+)
+from shop.exceptions import DomainError
+
+PRODUCTS_PATH = "/api/products"
+NO_STORE = "no-store"
+
+
+def product_cache_control() -> str:
+    # Browsers revalidate after a minute; CloudFront keeps a copy as long as Redis does.
+    return f"public, s-maxage={settings.PRODUCT_CACHE_TTL}, max-age=60"
+
+
+def _errors(*codes: int) -> dict:
+    described = {
+        400: "Invalid query parameter.",
+        401: "Missing or wrong bearer token.",
+        404: "Not found.",
+        503: "The database did not answer in time (Retry-After).",
+    }
+    return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
+
+
+_CACHE_HEADERS = [
+    OpenApiParameter("X-Cache-Status", str, OpenApiParameter.HEADER, response=True, enum=["HIT", "MISS", "BYPASS"]),
+    OpenApiParameter("ETag", str, OpenApiParameter.HEADER, response=True),
+    OpenApiParameter("Cache-Control", str, OpenApiParameter.HEADER, response=True),
+]
+_NOT_MODIFIED = OpenApiResponse(description="Not modified: the If-None-Match ETag is current.")
+
+
+class CachedProductApi(APIView):
+    """GET skips DRF's request wrapping: most answers are cached bytes, and the hit path stays a few dict lookups.
+
+    Errors still go through DRF's exception handler (shop.exceptions), the one place domain errors become HTTP.
+    """
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.method != "GET":
+            return super().dispatch(request, *args, **kwargs)
+        try:
+            return self.get(request, *args, **kwargs)
+        except DomainError as exc:
+            return self._error_response(request, exc, *args, **kwargs)
+
+    def _error_response(self, request, exc: DomainError, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+        self.request = self.initialize_request(request, *args, **kwargs)
+        self.headers = self.default_response_headers
+        response = self.handle_exception(exc)
+        response["Cache-Control"] = NO_STORE
+        return self.finalize_response(self.request, response, *args, **kwargs)
+
+
+def cached_json_response(request, key: str, build) -> HttpResponse:
+    entry, cache_status = cache.fetch(key, build)
+    if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH"), entry.etag):
+        response = HttpResponseNotModified()
+    else:
+        response = HttpResponse(entry.body, content_type="application/json", headers=dict(entry.headers))
+    response["ETag"] = entry.etag
+    response["Cache-Control"] = product_cache_control()
+    response["X-Cache-Status"] = cache_status
+    return response
+
+
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    # Weak comparison (RFC 9110 13.1.2): a CDN may hand back our ETag with a W/ prefix after compressing the body.
+    return any(candidate.strip().removeprefix("W/") == etag for candidate in if_none_match.split(","))
+
+
+class ProductListApi(CachedProductApi):
+    @extend_schema(
+        operation_id="products_list",
+        summary="Products in id order, filtered and paginated",
+        parameters=[
+            OpenApiParameter("category", str, description="Exact category name."),
+            OpenApiParameter("q", str, description="Case-insensitive search in the product name."),
+            OpenApiParameter("page", int, description="1-based page number; past the last page the list is empty."),
+            OpenApiParameter("page_size", int, description=f"Default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE}."),
+            *_CACHE_HEADERS,
+            OpenApiParameter("Link", str, OpenApiParameter.HEADER, response=True, description="RFC 8288 pages."),
+            OpenApiParameter(
+                "X-Total-Count",
+                int,
+                OpenApiParameter.HEADER,
+                response=True,
+                description="Matching products; for the unfiltered list of a large catalogue, PostgreSQL's estimate.",
+            ),
+        ],
+        responses={200: ProductSerializer(many=True), 304: _NOT_MODIFIED, **_errors(400, 503)},
+    )
+    def get(self, request):
+        params = product_list_params(request.GET)
+        return cached_json_response(request, f"products?{params.query_string()}", lambda: product_list_response(params))
+
+
+def product_list_response(params: ProductListParams) -> cache.CachedResponse:
+    size = params.page_size
+    rows = product_list(category=params.category, q=params.q, offset=params.offset, limit=size + 1)
+    has_next = len(rows) > size
+    rows = rows[:size]
+    if has_next:
+        total = max(product_count(category=params.category, q=params.q), params.offset + size + 1)
+        last = max(ceil(total / size), params.page + 1)
+    elif rows or params.page == 1:
+        # The last page: the total follows without a COUNT query.
+        total = params.offset + len(rows)
+        last = params.page
+    else:
+        total = product_count(category=params.category, q=params.q)
+        last = max(1, ceil(total / size))
+    pages = [("first", 1)]
+    if params.page > 1:
+        pages.append(("prev", min(params.page - 1, last)))
+    if has_next:
+        pages.append(("next", params.page + 1))
+    pages.append(("last", last))
+    link = ", ".join(f'<{_page_url(params, page)}>; rel="{rel}"' for rel, page in pages)
+    body = json_bytes([product_item(row) for row in rows])
+    return cache.CachedResponse.of(body, headers=(("Link", link), ("X-Total-Count", str(total))))
+
+
+def _page_url(params: ProductListParams, page: int) -> str:
+    # Relative references (RFC 8288 3.1): the cached bytes stay right whichever host the request came through.
+    query = params.query_string(page=page)
+    return f"{PRODUCTS_PATH}?{query}" if query else PRODUCTS_PATH
+
+
+class ProductDetailApi(CachedProductApi):
+    @extend_schema(
+        operation_id="products_retrieve",
+        summary="One product with its description",
+        parameters=[OpenApiParameter("product_id", int, OpenApiParameter.PATH), *_CACHE_HEADERS],
+        responses={200: ProductDetailSerializer, 304: _NOT_MODIFIED, **_errors(404, 503)},
+    )
+    def get(self, request, product_id):
+        pk = product_id_param(product_id)
+        return cached_json_response(request, f"product:{pk}", lambda: product_detail_response(pk))
+
+
+def product_detail_response(product_id: int) -> cache.CachedResponse:
+    row = product_detail(product_id=product_id)
+    if row is None:
+        raise ProductNotFound(product_id)
+    return cache.CachedResponse.of(json_bytes(product_detail_item(row)))
+
+
+class NoStoreApi(APIView):
+    """Every answer, errors included, is live: no browser or CDN may keep a copy."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Cache-Control"] = NO_STORE
+        return response
+
+
+class InventoryApi(NoStoreApi):
+    @extend_schema(
+        operation_id="inventory_retrieve",
+        summary="Live stock of one product (never cached)",
+        parameters=[OpenApiParameter("product_id", int, OpenApiParameter.PATH)],
+        responses={200: InventorySerializer, **_errors(404, 503)},
+    )
+    def get(self, request, product_id):
+        pk = product_id_param(product_id)
+        row = inventory_get(product_id=pk)
+        if row is None:
+            raise ProductNotFound(pk)
+        return Response(inventory_item(row))
+
+
+class InventoryBatchApi(NoStoreApi):
+    @extend_schema(
+        operation_id="inventory_list",
+        summary=f"Live stock of up to {MAX_BATCH_IDS} products in one request; unknown ids are left out",
+        parameters=[
+            OpenApiParameter("product_ids", str, required=True, description="Comma-separated product ids, e.g. 1,2,3.")
+        ],
+        responses={200: InventorySerializer(many=True), **_errors(400, 503)},
+    )
+    def get(self, request):
+        rows = inventory_list(product_ids=product_ids_param(request.query_params))
+        return Response([inventory_item(row) for row in rows])
+
+
+class MetricsUnauthorized(DomainError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": 'Bearer realm="metrics"'}
+
+
+class MetricsDisabled(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class MetricsApi(NoStoreApi):
+    @extend_schema(
+        operation_id="metrics_retrieve",
+        summary="Fleet-wide product cache hits and misses, and this database's open connections",
+        description="Needs `Authorization: Bearer <METRICS_TOKEN>` when a token is configured; without one it "
+        "answers only with DEBUG on.",
+        parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER, description="Bearer <token>")],
+        responses={200: MetricsSerializer, **_errors(401, 404)},
+    )
+    def get(self, request):
+        _authorize_metrics(request.META.get("HTTP_AUTHORIZATION", ""))
+        return Response(metrics_snapshot())
+
+
+def _authorize_metrics(authorization: str) -> None:
+    token = settings.METRICS_TOKEN
+    if not token:
+        if settings.DEBUG:
+            return
+        raise MetricsDisabled("Metrics are disabled: no METRICS_TOKEN is configured.")
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        raise MetricsUnauthorized("A valid bearer token is required.")

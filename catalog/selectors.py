@@ -1,0 +1,76 @@
+"""Catalogue reads. Product reads return plain rows (dicts) because their callers serialize them straight to bytes."""
+
+from django.db import connection
+from django.db.models import F, QuerySet
+
+from catalog.models import Product
+
+PRODUCT_FIELDS = ("id", "sku", "name", "category", "price", "currency", "created_at")
+# Above this many rows the unfiltered list reports PostgreSQL's row estimate instead of running COUNT(*),
+# which reads the whole table: about 8 ms at 100,000 products, most of a cold page's budget.
+EXACT_COUNT_LIMIT = 10_000
+
+
+def product_list(*, category: str, q: str, offset: int, limit: int) -> list[dict]:
+    return list(_products(category=category, q=q).values(*PRODUCT_FIELDS)[offset : offset + limit])
+
+
+def product_count(*, category: str, q: str) -> int:
+    """Exact, except for the unfiltered list of a large table on PostgreSQL (see EXACT_COUNT_LIMIT)."""
+    if not category and not q:
+        estimate = _estimated_product_rows()
+        if estimate is not None and estimate > EXACT_COUNT_LIMIT:
+            return estimate
+    return _products(category=category, q=q).count()
+
+
+def product_detail(*, product_id: int) -> dict | None:
+    return Product.objects.filter(pk=product_id).values(*PRODUCT_FIELDS, "description").first()
+
+
+def product_categories() -> list[str]:
+    return list(Product.objects.order_by("category").values_list("category", flat=True).distinct())
+
+
+def product_list_with_stock(*, category: str, q: str, offset: int, limit: int) -> list[dict]:
+    """Product rows plus `quantity` (None when the product has no inventory row), for the storefront."""
+    rows = _products(category=category, q=q).values(*PRODUCT_FIELDS, quantity=F("inventory__quantity"))
+    return list(rows[offset : offset + limit])
+
+
+def inventory_get(*, product_id: int) -> dict | None:
+    """Live stock of one product: None when the product does not exist, quantity 0 when it has no inventory row."""
+    rows = inventory_list(product_ids=[product_id])
+    return rows[0] if rows else None
+
+
+def inventory_list(*, product_ids: list[int]) -> list[dict]:
+    """Live stock of the products that exist among `product_ids`, in id order; one query, never cached."""
+    rows = (
+        Product.objects.filter(pk__in=product_ids)
+        .order_by("id")
+        .values_list("id", "inventory__quantity", "inventory__updated_at")
+    )
+    return [
+        {"product_id": product_id, "quantity": quantity or 0, "updated_at": updated_at}
+        for product_id, quantity, updated_at in rows
+    ]
+
+
+def _products(*, category: str, q: str) -> QuerySet[Product]:
+    products = Product.objects.order_by("id")
+    if category:
+        products = products.filter(category=category)
+    if q:
+        products = products.filter(name__icontains=q)
+    return products
+
+
+def _estimated_product_rows() -> int | None:
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        # reltuples is -1 until the table is first vacuumed or analysed; seed_products analyses after loading.
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'catalog_product'::regclass")
+        row = cursor.fetchone()
+    return row[0] if row and row[0] >= 0 else None
