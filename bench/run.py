@@ -1,21 +1,31 @@
 """`make bench`: the shop's serving path measured against the floor, on PostgreSQL + Redis, with wrk.
 
 Two passes, each on a freshly created database: 100 products (every endpoint, checkouts included) and 100,000
-products (the product list, hit and cold). Each pass starts the shop and the floor (bench/floor.py) with the same
-gunicorn and the same shop/gunicorn.conf.py, warms every endpoint up, then runs each endpoint at each concurrency
-BENCH_REPEATS times, round robin with the floor, so every figure has a floor figure measured minutes apart at
-most. Results: a table on stdout and bench/results/<timestamp>.json. Servers are stopped on any exit.
+products (the product list, hit and cold). Each pass starts three servers with the same gunicorn and the same
+shop/gunicorn.conf.py: the shop, the shop "cold" and the floor (bench/floor.py). It warms every endpoint up, then
+runs each endpoint at each concurrency BENCH_REPEATS times, round robin with the floor, so every figure has a
+floor figure measured minutes apart at most. Results: a table on stdout and bench/results/<timestamp>.json.
+Servers are stopped on any exit.
+
+Cold product lists: the cache key is the normalised query (unknown parameters are dropped), so no query string
+can force a miss, and flushing Redis between requests is impossible at these rates. The "cold" server is the same
+shop whose REDIS_URL names a port where nothing listens: every product request takes the BYPASS path, the SQL
+and serialization of a cache miss from PostgreSQL, without the three sub-millisecond Redis round trips (lookup,
+lock, store) a real miss adds.
 
 Environment (all optional): BENCH_DATABASE_URL (dropped and recreated; the 100,000-product pass uses the same
 name + "_large"), BENCH_REDIS_URL (its db is flushed), BENCH_PORT (first of four ports), BENCH_DURATION,
 BENCH_WARMUP, BENCH_REPEATS, BENCH_ONLY (comma-separated endpoint names), BENCH_PASSES (small,large),
-QUICK=1 (one short repeat: for iteration, not for reporting).
+BENCH_PROFILE (endpoint names: after the measured runs, one more run of each at its highest concurrency under
+py-spy, from requirements/dev.txt; the summary is printed and the stacks kept in bench/results/), QUICK=1 (one
+short repeat: for iteration, not for reporting).
 """
 
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,10 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import profile, report  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 GUNICORN = Path(sys.executable).with_name("gunicorn")
+PY_SPY = Path(sys.executable).with_name("py-spy")
 HOST = "127.0.0.1"
 LARGE_PRODUCTS = 100_000
 SESSIONS = 256
@@ -56,6 +67,7 @@ class Config:
     repeats: int
     only: set[str]
     passes: list[str]
+    profile: set[str]
     wrk_threads: int = 2
 
 
@@ -70,19 +82,18 @@ def config_from_env() -> Config:
         repeats=int(os.environ.get("BENCH_REPEATS", 1 if quick else 3)),
         only={name for name in os.environ.get("BENCH_ONLY", "").split(",") if name},
         passes=[name for name in os.environ.get("BENCH_PASSES", "small,large").split(",") if name],
+        profile={name for name in os.environ.get("BENCH_PROFILE", "").split(",") if name},
     )
 
 
 @dataclass
 class Endpoint:
     name: str
-    server: str  # "shop" or "floor"
+    server: str  # "shop", "cold" or "floor"
     path: str
     connections: tuple[int, ...]
     script: str = "bench/lua/report.lua"
     script_args: tuple[str, ...] = ()
-    # Cold runs leave thousands of one-off keys behind; flushing keeps Redis memory flat between runs.
-    flush_before: bool = False
 
 
 # --- Processes ----------------------------------------------------------------------------------------
@@ -208,6 +219,15 @@ def flush_redis(url: str) -> None:
     redis.Redis.from_url(url, socket_timeout=2).flushdb()
 
 
+def unreachable_redis(cfg: Config) -> str:
+    """A Redis URL on the last port of the bench's range, checked to have no listener."""
+    port = cfg.port + 28
+    with socket.socket() as probe:
+        if probe.connect_ex((HOST, port)) == 0:
+            raise RuntimeError(f"port {port} has a listener; the cold server needs a Redis port that refuses")
+    return f"redis://{HOST}:{port}/0"
+
+
 def fetch(url: str, *, method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
     headers = {"Content-Type": "application/json"} if body is not None else {}
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
@@ -221,9 +241,7 @@ def fetch(url: str, *, method: str = "GET", body: bytes | None = None) -> tuple[
 def wrk(cfg: Config, endpoint: Endpoint, server: Server, connections: int, seconds: int, run_id: str) -> str:
     threads = min(cfg.wrk_threads, connections)
     args = list(endpoint.script_args)
-    if endpoint.script.endswith("cold.lua"):
-        args = [run_id]
-    elif endpoint.script.endswith("checkout.lua"):
+    if endpoint.script == CHECKOUT:
         args = [*args, run_id, str(threads)]
     command = [
         "wrk",
@@ -252,13 +270,9 @@ def measure(cfg: Config, endpoints: list[Endpoint], servers: dict[str, Server]) 
     for connections in levels:
         here = [endpoint for endpoint in endpoints if connections in endpoint.connections]
         for endpoint in here:
-            if endpoint.flush_before:
-                flush_redis(cfg.redis_url)
             wrk(cfg, endpoint, servers[endpoint.server], connections, cfg.warmup, f"{nonce}w")
         for repeat in range(1, cfg.repeats + 1):
             for endpoint in here:
-                if endpoint.flush_before:
-                    flush_redis(cfg.redis_url)
                 output = wrk(cfg, endpoint, servers[endpoint.server], connections, cfg.duration, f"{nonce}r{repeat}")
                 run = report.parse_wrk(output, endpoint=endpoint.name, connections=connections, repeat=repeat)
                 runs.append(run)
@@ -268,6 +282,30 @@ def measure(cfg: Config, endpoints: list[Endpoint], servers: dict[str, Server]) 
                     flush=True,
                 )
     return runs
+
+
+def profile_endpoint(cfg: Config, endpoint: Endpoint, server: Server, stem: Path) -> str:
+    """One more run of `endpoint` at its highest concurrency while py-spy samples every worker of `server`."""
+    if not PY_SPY.exists():
+        raise RuntimeError(f"{PY_SPY} is missing: BENCH_PROFILE needs `pip install -r requirements/dev.txt`")
+    connections = max(endpoint.connections)
+    stacks = stem.with_suffix(".stacks.txt")
+    spy = subprocess.Popen(
+        [str(PY_SPY), "record", "--pid", str(server.process.pid), "--subprocesses", "--format", "raw"]
+        + ["--duration", str(cfg.duration + 1), "--output", str(stacks)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        wrk(cfg, endpoint, server, connections, cfg.duration, f"profile{secrets.token_hex(4)}")
+        spy.wait(timeout=cfg.duration + 30)
+    finally:
+        if spy.poll() is None:
+            spy.kill()
+    summary = profile.format_profile(profile.summarize(stacks.read_text()), top=20)
+    stem.with_suffix(".profile.txt").write_text(summary + "\n")
+    return f"-- profile of {endpoint.name} at {connections} connections ({stacks.relative_to(ROOT)})\n{summary}"
 
 
 def cold_search_term(names: list[str]) -> str:
@@ -308,10 +346,7 @@ def cold_list_endpoints(products: list[dict], total: int, connections: tuple[int
         "list_cold_deep": "?" + deep_page_query(total),
         "list_cold_search": f"?q={urllib.request.quote(term)}",
     }
-    return [
-        Endpoint(name, "shop", "/api/products" + query, connections, "bench/lua/cold.lua", flush_before=True)
-        for name, query in queries.items()
-    ]
+    return [Endpoint(name, "cold", "/api/products" + query, connections) for name, query in queries.items()]
 
 
 def large_endpoints(products: list[dict], total: int) -> list[Endpoint]:
@@ -373,14 +408,17 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
     flush_redis(cfg.redis_url)
 
     log_path = RESULTS / f"{stamp}-{name}.log"
-    shop = Server("shop", "shop.wsgi:application", port, env, log_path)
     floor_body = RESULTS / f"{stamp}-{name}-floor-body.json"
-    floor = Server("floor", "bench.floor:application", port + 1, {**env, "BENCH_FLOOR_BODY": str(floor_body)}, log_path)
-    servers = {"shop": shop, "floor": floor}
+    shop = Server("shop", "shop.wsgi:application", port, env, log_path)
+    cold = Server("cold", "shop.wsgi:application", port + 1, {**env, "REDIS_URL": unreachable_redis(cfg)}, log_path)
+    floor = Server("floor", "bench.floor:application", port + 2, {**env, "BENCH_FLOOR_BODY": str(floor_body)}, log_path)
+    servers = {"shop": shop, "cold": cold, "floor": floor}
     load_before = os.getloadavg()
     try:
         shop.start()
+        cold.start()
         shop.wait_ready("/health")
+        cold.wait_ready("/health")
         _, headers, body = fetch(shop.url + "/api/products")
         products = json.loads(body)
         total = int(headers.get("X-Total-Count", len(products)))
@@ -403,10 +441,14 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
         deadlocks_before = deadlocks(database_url)
         runs = measure(cfg, endpoints, servers)
         deadlock_count = deadlocks(database_url) - deadlocks_before
-        rss = {"shop": shop.worker_rss_mb(), "floor": floor.worker_rss_mb()}
+        rss = {server.name: server.worker_rss_mb() for server in servers.values()}
+        for endpoint in endpoints:
+            if endpoint.name in cfg.profile:
+                stem = RESULTS / f"{stamp}-{name}-{endpoint.name}"
+                print(profile_endpoint(cfg, endpoint, servers[endpoint.server], stem), flush=True)
     finally:
-        shop.stop()
-        floor.stop()
+        for server in servers.values():
+            server.stop()
         for leftover in (floor_body, RESULTS / f"{stamp}-{name}-tokens.txt"):
             leftover.unlink(missing_ok=True)
     load_after = os.getloadavg()
@@ -417,7 +459,7 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
         rows, worker_rss_mb=rss, deadlocks=deadlock_count, cold_latency_connections=1 if name == "large" else None
     )
     print(report.format_table(rows))
-    print(f"worker RSS MB: shop {_sizes(rss['shop'])}; floor {_sizes(rss['floor'])}")
+    print("worker RSS MB: " + "; ".join(f"{server} {_sizes(sizes)}" for server, sizes in rss.items()))
     if statements:
         print(f"SQL statements per checkout: {statements}")
     print(f"deadlocks during the pass: {deadlock_count}")
@@ -466,7 +508,7 @@ def main() -> int:
     }
     sizes = {"small": 100, "large": LARGE_PRODUCTS}
     for offset, name in enumerate(cfg.passes):
-        result["passes"].append(run_pass(cfg, name, sizes[name], cfg.port + 2 * offset, stamp))
+        result["passes"].append(run_pass(cfg, name, sizes[name], cfg.port + 3 * offset, stamp))
     result["elapsed_s"] = round(time.monotonic() - started)
     path = RESULTS / f"{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench import report
+from bench import profile, report
 from bench.run import cold_search_term, deep_page_query
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8601/api/products
@@ -117,3 +117,19 @@ def test_cold_search_term_is_the_commonest_long_word():
 def test_deep_page_query_is_ninety_percent_through():
     assert deep_page_query(100_000) == "page=900&page_size=100"
     assert deep_page_query(100) == "page=9&page_size=10"
+
+
+def test_profile_summary_counts_each_function_once_per_stack():
+    collapsed = (
+        "<module> (app.py:1);handle (/v/lib/python3.11/site-packages/gunicorn/workers/gthread.py:10);"
+        "view (app.py:5);view (app.py:7) 3\n"
+        "<module> (app.py:1);handle (/v/lib/python3.11/site-packages/gunicorn/workers/gthread.py:10) 1\n"
+    )
+
+    summary = profile.summarize(collapsed)
+
+    assert summary.samples == 4
+    assert summary.inclusive["view (app.py)"] == 3
+    assert summary.inclusive["handle (gunicorn/workers/gthread.py)"] == 4
+    assert summary.own == {"view (app.py)": 3, "handle (gunicorn/workers/gthread.py)": 1}
+    assert "75.0%  view (app.py)" in profile.format_profile(summary)
