@@ -291,8 +291,10 @@ def profile_endpoint(cfg: Config, endpoint: Endpoint, server: Server, stem: Path
     connections = max(endpoint.connections)
     stacks = stem.with_suffix(".stacks.txt")
     spy = subprocess.Popen(
-        [str(PY_SPY), "record", "--pid", str(server.process.pid), "--subprocesses", "--format", "raw"]
-        + ["--duration", str(cfg.duration + 1), "--output", str(stacks)],
+        [
+            *(str(PY_SPY), "record", "--pid", str(server.process.pid), "--subprocesses", "--format", "raw"),
+            *("--duration", str(cfg.duration + 1), "--output", str(stacks)),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
