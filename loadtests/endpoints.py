@@ -1,0 +1,17 @@
+"""Request names as they appear in locust's statistics and in summary.json, grouped for the thresholds."""
+
+PRODUCT_LIST = "GET /api/products"
+PRODUCT_PAGE = "GET /api/products/[id]"
+INVENTORY_ONE = "GET /api/inventory/[id]"
+INVENTORY_BATCH = "GET /api/inventory?product_ids"
+# After a 409 the shopper reads the product's stock to tell "sold out" from a wrong answer.
+INVENTORY_VERIFY = "GET /api/inventory/[id] (verify)"
+SESSION_CREATE = "POST /api/sessions"
+CHECKOUT = "POST /api/checkout"
+# The same body and Idempotency-Key sent again, as a client does after a timeout.
+CHECKOUT_REPLAY = "POST /api/checkout (replay)"
+BOT_CHECKOUT = "POST /api/checkout (bot)"
+
+PRODUCT_ENDPOINTS = (PRODUCT_LIST, PRODUCT_PAGE)
+INVENTORY_ENDPOINTS = (INVENTORY_ONE, INVENTORY_BATCH, INVENTORY_VERIFY)
+CHECKOUT_ENDPOINTS = (CHECKOUT,)

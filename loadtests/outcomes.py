@@ -1,0 +1,78 @@
+"""How a response is judged: the kind of an error, and what a checkout attempt came to."""
+
+from collections.abc import Mapping
+
+# Error kinds, as counted in summary.json.
+TIMEOUT = "timeout"
+CONNECTION = "connection"
+SERVER_ERROR = "server_error"
+CLIENT_ERROR = "client_error"
+THROTTLED = "throttled"
+STOCK_MISMATCH = "stock_mismatch"
+BAD_RESPONSE = "bad_response"
+REPLAY_MISMATCH = "replay_mismatch"
+# The "5xx + timeout" rate the run is judged on: the server failed or never answered.
+FATAL_KINDS = frozenset({TIMEOUT, CONNECTION, SERVER_ERROR})
+
+# What a checkout attempt came to.
+CREATED = "created"
+SOLD_OUT = "sold_out"
+IN_STOCK_409 = "in_stock_409"
+# A 409 insufficient_stock whose stock was not read back (bots never check; a shopper's read failed).
+UNVERIFIED_409 = "unverified_409"
+RATE_LIMITED = "rate_limited"
+REJECTED = "rejected"
+FAILED = "failed"
+NO_ANSWER = "no_answer"
+# Outcomes of a shopper's valid attempt: the sale happened, or the product really was sold out.
+SUCCESSFUL_OUTCOMES = frozenset({CREATED, SOLD_OUT})
+OUTCOME_STATUS = {CREATED: "201", SOLD_OUT: "409", IN_STOCK_409: "409", UNVERIFIED_409: "409", RATE_LIMITED: "429"}
+
+
+def is_timeout(exception: BaseException | None) -> bool:
+    if exception is None:
+        return False
+    if isinstance(exception, TimeoutError):
+        return True
+    # gevent.Timeout and geventhttpclient's errors are not TimeoutError subclasses.
+    return "timeout" in type(exception).__name__.lower() or "timed out" in str(exception).lower()
+
+
+def error_kind(*, status: int | None, exception: BaseException | None, context: Mapping) -> str | None:
+    """The kind of a failed request; None for a request locust counted as a success."""
+    if exception is None:
+        return None
+    if context.get("error_kind"):
+        return context["error_kind"]
+    if not status:
+        return TIMEOUT if is_timeout(exception) else CONNECTION
+    if status >= 500:
+        return SERVER_ERROR
+    if status == 429:
+        return THROTTLED
+    if status >= 400:
+        return CLIENT_ERROR
+    return BAD_RESPONSE
+
+
+def checkout_outcome(
+    *, status: int | None, code: str | None, product_ids: list, product_id: int, quantity: int, stock: int | None
+) -> str:
+    """What one checkout came to. `stock` is the product's quantity read after a 409 (None when not read).
+
+    A 409 insufficient_stock is only right when the product really lacks the quantity asked for: stock only
+    falls during a run, so enough stock read after the 409 means the checkout refused a sale it could make.
+    """
+    if status == 201:
+        return CREATED
+    if status == 409 and code == "insufficient_stock" and product_id in product_ids:
+        if stock is None:
+            return UNVERIFIED_409
+        return SOLD_OUT if stock < quantity else IN_STOCK_409
+    if status == 429:
+        return RATE_LIMITED
+    if not status:
+        return NO_ANSWER
+    if status >= 500:
+        return FAILED
+    return REJECTED

@@ -1,0 +1,32 @@
+"""BlackFridayShape: locust's load shape for the plan in loadtests.phases."""
+
+from typing import Protocol
+
+from locust import LoadTestShape
+
+from loadtests.phases import Phase, black_friday_phases, phase_at
+
+
+class PhaseListener(Protocol):
+    def enter_phase(self, phase: Phase) -> None: ...
+
+
+class BlackFridayShape(LoadTestShape):
+    """Baseline ramp to 10 users, ramp to the peak, hold the peak, cool down; scaled by --time-scale and
+    --peak-users. Each tick tells `listener` which phase runs (the locustfile's per-phase recording)."""
+
+    # Set by the locustfile from its options: the user classes to run (bots only with --bots), the listener.
+    user_classes: list = []
+    listener: PhaseListener | None = None
+
+    def plan(self) -> list[Phase]:
+        options = self.runner.environment.parsed_options
+        return black_friday_phases(time_scale=options.time_scale, peak_users=options.peak_users)
+
+    def tick(self):
+        phase = phase_at(self.plan(), self.get_run_time())
+        if phase is None:
+            return None
+        if self.listener is not None:
+            self.listener.enter_phase(phase)
+        return phase.users_at(self.get_run_time()), phase.spawn_rate(), self.user_classes

@@ -1,0 +1,184 @@
+"""summary.json: per phase and per endpoint counts, rates, percentiles, errors, checkout outcomes, the app's
+cache hit rate before and after, and the verdict of every threshold; plus the table printed at the end."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from loadtests import outcomes
+from loadtests.phases import Phase, PhaseTimeline
+from loadtests.recorder import EndpointStats, PhaseRecorder, percentile
+from loadtests.thresholds import WHOLE_RUN, Limits, evaluate
+
+
+def _rate(part: float, whole: float) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def endpoint_row(stats: EndpointStats, duration_s: float) -> dict:
+    return {
+        "requests": stats.requests,
+        "failures": stats.failures,
+        "rps": round(stats.requests / duration_s, 2) if duration_s else None,
+        "avg_ms": round(stats.total_ms / stats.requests, 1) if stats.requests else None,
+        "p50_ms": percentile(stats.histogram, 0.50),
+        "p95_ms": percentile(stats.histogram, 0.95),
+        "p99_ms": percentile(stats.histogram, 0.99),
+        "max_ms": round(stats.max_ms, 1),
+        "errors": dict(sorted(stats.errors.items())),
+    }
+
+
+def _by_status(counts: Counter) -> dict:
+    by_status = Counter()
+    for outcome, count in counts.items():
+        by_status[outcomes.OUTCOME_STATUS.get(outcome, "other")] += count
+    return dict(sorted(by_status.items()))
+
+
+def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
+    shopper = recorder.checkout_outcomes(role="shopper", phase=phase)
+    bot = recorder.checkout_outcomes(role="bot", phase=phase)
+    attempts = sum(shopper.values())
+    successful = sum(shopper[outcome] for outcome in outcomes.SUCCESSFUL_OUTCOMES)
+    return {
+        "shopper": {
+            "attempts": attempts,
+            "created": shopper[outcomes.CREATED],
+            "sold_out": shopper[outcomes.SOLD_OUT],
+            "created_share": _rate(shopper[outcomes.CREATED], attempts),
+            "success_share": _rate(successful, attempts),
+            "by_status": _by_status(shopper),
+            "outcomes": dict(sorted(shopper.items())),
+        },
+        # A bot's 429 is the rate limiter doing its job: counted here, never as an error.
+        "bot": {
+            "attempts": sum(bot.values()),
+            "by_status": _by_status(bot),
+            "outcomes": dict(sorted(bot.items())),
+        },
+    }
+
+
+def phase_block(recorder: PhaseRecorder, *, name: str, phase: str | None, duration_s: float) -> dict:
+    totals = recorder.combined(phase=phase)
+    names = sorted({stats_name for stats_phase, stats_name in recorder.endpoints if phase in (None, stats_phase)})
+    fatal = sum(count for kind, count in totals.errors.items() if kind in outcomes.FATAL_KINDS)
+    return {
+        "name": name,
+        "duration_s": round(duration_s, 2),
+        "totals": endpoint_row(totals, duration_s),
+        "endpoints": {
+            endpoint: endpoint_row(recorder.combined(phase=phase, names=(endpoint,)), duration_s) for endpoint in names
+        },
+        "errors": dict(sorted(totals.errors.items())),
+        "fatal_error_rate": _rate(fatal, totals.requests),
+        "checkout": checkout_block(recorder, phase),
+    }
+
+
+def cache_block(before: dict | None, after: dict | None) -> dict:
+    """The app's own counters from /api/metrics, and the hit rate of the requests between the two reads."""
+    block = {"before": before, "after": after, "hit_rate_during_run": None}
+    try:
+        hits = after["cache_hits"] - before["cache_hits"]
+        misses = after["cache_misses"] - before["cache_misses"]
+    except (KeyError, TypeError):
+        return block
+    block["hits_during_run"] = hits
+    block["misses_during_run"] = misses
+    block["hit_rate_during_run"] = _rate(hits, hits + misses)
+    return block
+
+
+def build_summary(
+    *,
+    recorder: PhaseRecorder,
+    timeline: PhaseTimeline,
+    plan: list[Phase],
+    limits: Limits,
+    cache_before: dict | None,
+    cache_after: dict | None,
+    run: dict,
+) -> dict:
+    durations = timeline.durations()
+    planned = {phase.name: phase for phase in plan}
+    names = list(dict.fromkeys([phase.name for phase in plan] + recorder.phases()))
+    phases = []
+    for name in names:
+        block = phase_block(recorder, name=name, phase=name, duration_s=durations.get(name, 0.0))
+        if name in planned:
+            phase = planned[name]
+            block["planned"] = {
+                "start_s": round(phase.start_s, 2),
+                "end_s": round(phase.end_s, 2),
+                "users_from": phase.users_from,
+                "users_to": phase.users_to,
+            }
+        phases.append(block)
+    summary = {
+        "run": run,
+        "phases": phases,
+        "all": phase_block(recorder, name=WHOLE_RUN, phase=None, duration_s=sum(durations.values())),
+        "cache": cache_block(cache_before, cache_after),
+        "limits": limits.to_dict(),
+    }
+    summary["thresholds"] = evaluate(summary, limits)
+    summary["passed"] = all(check["passed"] for check in summary["thresholds"])
+    return summary
+
+
+def write_summary(summary: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _cell(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def format_table(summary: dict) -> str:
+    """The summary as text: one line per phase and endpoint, then checkouts, cache and failed thresholds."""
+    header = ("phase", "endpoint", "requests", "rps", "p50", "p95", "p99", "max", "errors")
+    rows = []
+    for block in [*summary["phases"], summary["all"]]:
+        for endpoint, row in [*block["endpoints"].items(), ("(all)", block["totals"])]:
+            errors = ", ".join(f"{kind} {count}" for kind, count in row["errors"].items()) or "0"
+            rows.append(
+                (
+                    block["name"],
+                    endpoint,
+                    row["requests"],
+                    row["rps"],
+                    row["p50_ms"],
+                    row["p95_ms"],
+                    row["p99_ms"],
+                    round(row["max_ms"]),
+                    errors,
+                )
+            )
+    cells = [header, *[tuple(_cell(value) for value in row) for row in rows]]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    lines.append("")
+    for block in [*summary["phases"], summary["all"]]:
+        shopper, bot = block["checkout"]["shopper"], block["checkout"]["bot"]
+        line = (
+            f"checkouts {block['name']}: shopper {shopper['attempts']} attempts {shopper['by_status']}, "
+            f"201 share {_cell(shopper['created_share'])}, success share {_cell(shopper['success_share'])}"
+        )
+        if bot["attempts"]:
+            line += f"; bot {bot['attempts']} attempts {bot['by_status']}"
+        lines.append(line)
+    cache = summary["cache"]
+    lines.append(
+        f"cache hit rate during the run: {_cell(cache['hit_rate_during_run'])} "
+        f"(app counters before {_cell((cache['before'] or {}).get('cache_hit_rate'))}, "
+        f"after {_cell((cache['after'] or {}).get('cache_hit_rate'))})"
+    )
+    failed = [check for check in summary["thresholds"] if not check["passed"]]
+    for check in failed:
+        lines.append(f"FAILED {check['phase']}: {check['name']} = {check['value']}, wanted {check['rule']}")
+    checked = sum(1 for check in summary["thresholds"] if not check["skipped"])
+    lines.append(f"{'PASSED' if summary['passed'] else 'FAILED'}: {checked - len(failed)}/{checked} thresholds met")
+    return "\n".join(lines)

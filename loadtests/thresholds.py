@@ -1,0 +1,74 @@
+"""The run's pass/fail rules, each checked per phase (and over the whole run where it says "all")."""
+
+from dataclasses import asdict, dataclass
+
+from loadtests.endpoints import CHECKOUT_ENDPOINTS, INVENTORY_ENDPOINTS, PRODUCT_ENDPOINTS
+
+PEAK_PHASE = "peak"
+WHOLE_RUN = "all"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_error_rate: float = 0.01
+    p95_product_ms: float = 200
+    p95_inventory_ms: float = 200
+    p95_checkout_ms: float = 500
+    p99_peak_ms: float = 500
+    # Among a shopper's checkout attempts: 201, or 409 for a product the inventory confirms is sold out.
+    min_checkout_success: float = 1.0
+    # Created orders as a share of a shopper's checkout attempts; the run starts from deep stock.
+    min_created_share: float = 0.9
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check(name: str, phase: str, value: float | None, limit: float, *, at_most: bool) -> dict:
+    if value is None:
+        passed = True
+    else:
+        passed = value < limit if at_most else value >= limit
+    return {
+        "name": name,
+        "phase": phase,
+        "value": value,
+        "limit": limit,
+        "rule": f"< {limit}" if at_most else f">= {limit}",
+        "passed": passed,
+        # A phase too short to see a request of some kind has nothing to judge.
+        "skipped": value is None,
+    }
+
+
+def evaluate(summary: dict, limits: Limits) -> list[dict]:
+    """Every threshold for every phase of a summary built by loadtests.summary.build_summary."""
+    checks = []
+    for block in [*summary["phases"], summary["all"]]:
+        phase = block["name"]
+        checks.append(_check("5xx+timeout rate", phase, block["fatal_error_rate"], limits.max_error_rate, at_most=True))
+        if phase != WHOLE_RUN:
+            checks.extend(_latency_checks(block, limits))
+        shopper = block["checkout"]["shopper"]
+        success, created = shopper["success_share"], shopper["created_share"]
+        checks.append(_check("checkout success share", phase, success, limits.min_checkout_success, at_most=False))
+        checks.append(_check("checkout 201 share", phase, created, limits.min_created_share, at_most=False))
+    return checks
+
+
+def _latency_checks(block: dict, limits: Limits) -> list[dict]:
+    phase = block["name"]
+    checks = []
+    latency_rules = (
+        (PRODUCT_ENDPOINTS, limits.p95_product_ms),
+        (INVENTORY_ENDPOINTS, limits.p95_inventory_ms),
+        (CHECKOUT_ENDPOINTS, limits.p95_checkout_ms),
+    )
+    for names, limit in latency_rules:
+        for name in names:
+            row = block["endpoints"].get(name)
+            checks.append(_check(f"p95 {name} (ms)", phase, row["p95_ms"] if row else None, limit, at_most=True))
+    if phase == PEAK_PHASE:
+        p99 = block["totals"]["p99_ms"]
+        checks.append(_check("p99 all requests (ms)", phase, p99, limits.p99_peak_ms, at_most=True))
+    return checks
