@@ -41,14 +41,8 @@ def stack_settings_load(*, stack: str, env: str, region: str | None):
 
 
 def target_resolve(*, stack: str, env: str, region: str | None = None, stack_name: str | None = None) -> Target:
-    """The stack's settings from the presets; unknown stack or env → OpsError with the settings' own sentence."""
-    from opsinfra import errors
-
-    config_error = getattr(errors, "StackConfigError", OpsError)
-    try:
-        settings = stack_settings_load(stack=stack, env=env, region=region)
-    except config_error as exc:
-        raise OpsError(str(exc)) from exc
+    """The stack's settings from the presets; an unknown stack or env raises StackConfigError (an OpsError)."""
+    settings = stack_settings_load(stack=stack, env=env, region=region)
     resolved_region = region or getattr(settings, "region", None) or aws.session_region()
     return Target(
         stack=stack,
@@ -174,12 +168,16 @@ def parameters_resolve(
     template: templates.Template,
     overrides: dict[str, str],
     upstream: dict[str, str],
-    presets: dict[str, str],
     existing: stacks.StackState | None,
     change_set_type: str,
 ) -> list[dict]:
-    """CreateChangeSet's Parameters. Command line, upstream outputs and presets are always passed (in that order of
-    precedence); on an update, a parameter given by none of them keeps its previous value; otherwise its Default."""
+    """CreateChangeSet's Parameters.
+
+    The command line, the upstream stacks' outputs and the presets are always passed, in that order of precedence.
+    A preset value is a parameter's non-empty Default: synth writes the settings preset there, so a preset change
+    reaches the stack and a one-off --parameter does not outlive its deploy. A parameter with an empty Default is
+    given by neither: on an update it keeps its previous value (UsePreviousValue), on a create it takes the Default.
+    """
     declared = template.parameters
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
@@ -187,11 +185,15 @@ def parameters_resolve(
             f"--parameter {unknown[0]} is not a parameter of the {template.stack} template "
             f"(it has: {', '.join(sorted(declared)) or 'none'})."
         )
+    presets = {name: spec["Default"] for name, spec in declared.items() if spec.get("Default") not in (None, "")}
     result = []
     for name in sorted(declared):
         for source in (overrides, upstream, presets):
             if name in source:
-                result.append({"ParameterKey": name, "ParameterValue": str(source[name])})
+                value = source[name]
+                if isinstance(value, list):
+                    value = ",".join(str(item) for item in value)
+                result.append({"ParameterKey": name, "ParameterValue": str(value)})
                 break
         else:
             if change_set_type == "UPDATE" and existing is not None and name in existing.parameters:
@@ -225,7 +227,6 @@ def deploy_plan(
         template=template,
         overrides=overrides or {},
         upstream=upstream,
-        presets=dict(getattr(target.settings, "parameters", None) or {}),
         existing=existing,
         change_set_type=change_set_type,
     )

@@ -9,7 +9,7 @@ thread of this process), and each patch says which gap it fills.
 import json
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import StringIO
 
 import pytest
@@ -140,7 +140,6 @@ class SmallSettings:
     region: str
     stack: str
     stack_name: str
-    parameters: dict = field(default_factory=dict)
 
 
 def small_template(stack: str, settings: SmallSettings, *, topics: int = 1, padding: int = 0) -> str:
@@ -174,6 +173,7 @@ def small_template(stack: str, settings: SmallSettings, *, topics: int = 1, padd
         t.add_parameter(Parameter("CloudFormationExecutionRoleArn", Type="String", Default=""))
         t.add_parameter(Parameter("AlertEmail", Type="String", Default="ops@example.com"))
         t.add_parameter(Parameter("InstanceType", Type="String", Default="t3.medium"))
+        t.add_parameter(Parameter("OidcProviderArn", Type="String", Default=""))
         first = None
         for index in range(topics):
             topic = t.add_resource(sns.Topic(f"AlertsTopic{index or ''}", DisplayName=Ref("InstanceType")))
@@ -181,21 +181,20 @@ def small_template(stack: str, settings: SmallSettings, *, topics: int = 1, padd
         t.add_output(Output("AlertsTopicArn", Value=Ref(first), Description="alerts"))
         t.add_output(Output("InstanceTypeUsed", Value=Ref("InstanceType"), Description="echo"))
         t.add_output(Output("BucketSeen", Value=Ref("ArtifactsBucketName"), Description="echo"))
+        t.add_output(Output("OidcSeen", Value=Ref("OidcProviderArn"), Description="echo"))
     return json.dumps(t.to_dict(), separators=(",", ":"), sort_keys=True)
 
 
 @pytest.fixture
 def small_stacks(monkeypatch):
     """Use the small template in place of opsinfra.cfn; returns a dict the test may change (topics, padding,
-    region written into the template, presets)."""
-    knobs = {"topics": 1, "padding": 0, "template_region": None, "presets": {}, "extra_resources": {}}
+    region written into the template, extra resources)."""
+    knobs = {"topics": 1, "padding": 0, "template_region": None, "extra_resources": {}}
 
     def load(*, stack, env, region):
         region = region or REGION
         name = "shop-bootstrap" if stack == "bootstrap" else f"shop-{stack}-{env}"
-        return SmallSettings(
-            project="shop", env=env, region=region, stack=stack, stack_name=name, parameters=knobs["presets"]
-        )
+        return SmallSettings(project="shop", env=env, region=region, stack=stack, stack_name=name)
 
     def build(*, stack, stack_settings):
         region = knobs["template_region"] or stack_settings.region

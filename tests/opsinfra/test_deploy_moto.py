@@ -74,19 +74,26 @@ def test_deploy_outputs_file_is_written_where_asked_and_empty_object_without_out
 
 
 def test_deploy_update_with_changed_parameter_completes_and_rerun_is_up_to_date(bootstrapped, outputs_dir):
-    run("deploy_stack", "--no-input", "--tag", "Team=ops")
+    def outputs():
+        return json.loads((outputs_dir / "outputs-shop-app-staging.json").read_text())
+
+    run("deploy_stack", "--no-input", "--parameter", "OidcProviderArn=arn:aws:iam::1:oidc-provider/x")
 
     out, _ = run("deploy_stack", "--no-input", "--parameter", "InstanceType=t3.large")
 
     assert "Stack shop-app-staging: UPDATE_COMPLETE." in out
-    assert json.loads((outputs_dir / "outputs-shop-app-staging.json").read_text())["InstanceTypeUsed"] == "t3.large"
-    # Given by nobody this time: keeps its previous value, so nothing changes.
-    out, _ = run("deploy_stack", "--no-input")
+    # Empty Default, given by nobody this time: keeps its previous value.
+    assert outputs() == {**outputs(), "InstanceTypeUsed": "t3.large", "OidcSeen": "arn:aws:iam::1:oidc-provider/x"}
+    out, _ = run("deploy_stack", "--no-input", "--parameter", "InstanceType=t3.large")
     assert "Stack shop-app-staging is up to date: nothing to deploy." in out
     with pytest.raises(CommandError, match="no changes and --fail-on-empty"):
-        run("deploy_stack", "--no-input", "--fail-on-empty")
+        run("deploy_stack", "--no-input", "--parameter", "InstanceType=t3.large", "--fail-on-empty")
     assert unexecuted_change_sets("shop-app-staging") == []
     assert cfn().describe_stacks(StackName="shop-app-staging")["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
+    # The preset (the Default synth wrote) is always passed: a one-off --parameter does not outlive its deploy.
+    run("deploy_stack", "--no-input")
+    assert outputs()["InstanceTypeUsed"] == "t3.medium"
+    assert outputs()["OidcSeen"] == "arn:aws:iam::1:oidc-provider/x"
 
 
 def test_deploy_unchanged_template_without_parameters_deletes_the_empty_change_set(aws_env, small_stacks):
