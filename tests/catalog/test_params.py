@@ -1,0 +1,61 @@
+import pytest
+from django.http import QueryDict
+
+from catalog.exceptions import InvalidParameter, ProductNotFound
+from catalog.params import ProductListParams, product_id_param, product_ids_param, product_list_params
+
+
+def test_product_list_params_defaults_when_absent():
+    assert product_list_params(QueryDict("")) == ProductListParams(category="", q="", page=1, page_size=100)
+
+
+def test_product_list_params_normalise_equal_queries_to_one_key():
+    spelled_out = product_list_params(QueryDict("page_size=100&page=1&q=+lamp+&utm_source=mail&category=Home"))
+    short = product_list_params(QueryDict("category=Home&q=lamp"))
+    assert spelled_out.query_string() == short.query_string() == "category=Home&q=lamp"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=0",
+        "page=-1",
+        "page=x",
+        "page=1.5",
+        "page=²",
+        "page=" + "9" * 5000,
+        "page_size=0",
+        "page_size=101",
+        "q=" + "a" * 101,
+        "category=%00",
+    ],
+)
+def test_product_list_params_reject_bad_values(query):
+    with pytest.raises(InvalidParameter):
+        product_list_params(QueryDict(query))
+
+
+@pytest.mark.parametrize("raw", ["0", "01", "-1", "abc", "1e3", "9" * 20, str(2**63)])
+def test_product_id_param_treats_impossible_ids_as_unknown(raw):
+    with pytest.raises(ProductNotFound):
+        product_id_param(raw)
+
+
+def test_product_ids_param_sorts_and_deduplicates():
+    assert product_ids_param(QueryDict("product_ids=3, 1,3,2,")) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "product_ids=",
+        "product_ids=1,x",
+        "product_ids=0",
+        "product_ids=-2",
+        "product_ids=" + ",".join(str(n) for n in range(1, 102)),
+    ],
+)
+def test_product_ids_param_rejects_bad_lists(query):
+    with pytest.raises(InvalidParameter):
+        product_ids_param(QueryDict(query))
