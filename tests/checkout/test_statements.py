@@ -1,0 +1,52 @@
+"""SQL statements per checkout, as production runs them (autocommit outside the one order transaction)."""
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def statements_for(client, body: dict, *, token: str, key: str | None = None) -> list[str]:
+    headers = {"X-Session-Token": token, **({"Idempotency-Key": key} if key else {})}
+    with CaptureQueriesContext(connection) as captured:
+        response = client.post("/api/checkout", data=json.dumps(body), content_type="application/json", headers=headers)
+    assert response.status_code == 201, response.json()
+    return [query["sql"] for query in captured.captured_queries]
+
+
+@pytest.mark.parametrize(
+    ("lines", "key", "expected"),
+    [(1, None, 7), (3, None, 9), (1, "k", 9), (3, "k", 11)],
+    ids=["1-line", "3-lines", "1-line-with-key", "3-lines-with-key"],
+)
+def test_checkout_statements_grow_by_one_update_per_line(
+    needs_postgres, client, make_product, make_token, lines, key, expected
+):
+    # given
+    products = [make_product(stock=10) for _ in range(lines)]
+    body = {"items": [{"product_id": p.pk, "quantity": 2} for p in products]}
+
+    # when
+    statements = statements_for(client, body, token=make_token(), key=key)
+
+    # then: session, prices, [claim key], BEGIN, one UPDATE per line, order, lines, [key done], COMMIT
+    assert len(statements) == expected, "\n".join(statements)
+    begin, commit = statements.index("BEGIN"), statements.index("COMMIT")
+    assert commit - begin - 1 == lines + 2 + (1 if key else 0)  # all that runs while stock rows are locked
+    updates = [sql for sql in statements if sql.startswith('UPDATE "catalog_inventory"')]
+    assert len(updates) == lines
+    assert not any("FOR UPDATE" in sql for sql in statements)
+
+
+def test_idempotent_replay_reads_and_writes_no_stock(needs_postgres, client, make_product, make_token):
+    product, token = make_product(stock=10), make_token()
+    body = {"product_id": product.pk, "quantity": 1}
+    statements_for(client, body, token=token, key="k")
+
+    replay = statements_for(client, body, token=token, key="k")
+
+    assert not any("catalog_inventory" in sql for sql in replay), "\n".join(replay)
+    assert len(replay) == 6, "\n".join(replay)
