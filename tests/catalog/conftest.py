@@ -86,3 +86,32 @@ def full_backlog_port():
     for filler in fillers:
         filler.close()
     server.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+def cache_backend(request, settings):
+    """Run a cache test on the in-process store (no REDIS_URL) and on the real Redis."""
+    from shop.redis import redis_client
+
+    if request.param == "redis":
+        yield request.getfixturevalue("needs_redis")
+        return
+    settings.REDIS_URL = ""
+    redis_client.cache_clear()
+    yield None
+    redis_client.cache_clear()
+
+
+@pytest.fixture
+def redis_at(settings):
+    """Point the shop's Redis client at a loopback port for one test."""
+    from shop.redis import breaker, redis_client
+
+    def point(port: int) -> None:
+        settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+        redis_client.cache_clear()
+        breaker.reset()
+
+    yield point
+    redis_client.cache_clear()
+    breaker.reset()
