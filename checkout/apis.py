@@ -12,8 +12,8 @@ from checkout.exceptions import InvalidRequest
 from checkout.ratelimit import ratelimit_ip, ratelimit_session
 from checkout.selectors import order_get_for_session, session_get_by_token
 from checkout.serializers import (
+    CheckoutErrorSerializer,
     CheckoutInputSerializer,
-    ErrorSerializer,
     OrderOutputSerializer,
     SessionOutputSerializer,
 )
@@ -33,7 +33,7 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 
 
 def _error(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ErrorSerializer, description=description)
+    return OpenApiResponse(CheckoutErrorSerializer, description=description)
 
 
 RATE_LIMITED = _error("Rate-limited (per client IP, and per session on checkout); header Retry-After in seconds.")

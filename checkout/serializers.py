@@ -66,7 +66,7 @@ class OrderOutputSerializer(serializers.Serializer):
         return OrderLineOutputSerializer(lines, many=True).data
 
 
-class ErrorSerializer(serializers.Serializer):
+class CheckoutErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
     product_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
