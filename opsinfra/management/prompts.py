@@ -27,14 +27,3 @@ def ask(stdout, question: str) -> str:
     stdout.write(f"{question} ", ending="")
     stdout.flush()
     return sys.stdin.readline().strip()
-
-
-def key_values(pairs: list[str] | None, option: str) -> dict[str, str]:
-    """--parameter K=V / --tag K=V, each once; a malformed pair is a CommandError naming it."""
-    result: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise CommandError(f"{option} {pair!r} is not KEY=VALUE.")
-        result[key.strip()] = value
-    return result

@@ -98,3 +98,16 @@ def outputs_read(*, path: Path) -> dict[str, str] | None:
     except ValueError:
         return None
     return value if isinstance(value, dict) else None
+
+
+def output_find(*, cfn, stack_name: str, key: str, outputs_file: str | None = None) -> str:
+    """One output of a stack: from its outputs file when that has it, else from the live stack."""
+    saved = outputs_read(path=outputs_path(stack_name=stack_name, path=outputs_file)) or {}
+    if saved.get(key):
+        return saved[key]
+    state = stack_get(cfn=cfn, name=stack_name)
+    if state is None:
+        raise StackNotFound(f"There is no stack {stack_name}: deploy it with deploy_stack first.")
+    if not state.outputs.get(key):
+        raise StackNotFound(f"Stack {stack_name} has no output {key}.")
+    return state.outputs[key]

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from opsinfra import aws
 from opsinfra.errors import OpsError
 from opsinfra.management import prompts
+from opsinfra.management.arguments import add_no_input, add_target_arguments, key_values
 from opsinfra.management.output import event_line, table
 from opsinfra.services import changesets, deploy
 from opsinfra.services.events import Outcome
@@ -17,15 +18,10 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--stack", choices=["bootstrap", "app", "edge"], default="app")
-        parser.add_argument("--env", default="staging", help="Settings preset: production or staging.")
-        parser.add_argument("--stack-name", help="CloudFormation stack name (default from the preset).")
-        parser.add_argument("--region", help="Target region (default from the preset, then AWS_REGION).")
+        add_target_arguments(parser)
         parser.add_argument("--parameter", action="append", metavar="K=V", help="Template parameter, repeatable.")
         parser.add_argument("--tag", action="append", metavar="K=V", help="Stack tag, repeatable.")
-        parser.add_argument(
-            "--no-input", "--noinput", action="store_false", dest="interactive", help="Execute without asking."
-        )
+        add_no_input(parser, "Execute the change set without asking.")
         parser.add_argument("--no-execute", action="store_true", help="Create and show the change set only.")
         parser.add_argument("--execute-changeset", metavar="NAME", help="Execute a change set made by --no-execute.")
         parser.add_argument("--disable-rollback", action="store_true", help="Keep what was created on failure.")
@@ -59,8 +55,8 @@ class Command(BaseCommand):
             plan = deploy.deploy_plan(
                 target=target,
                 existing=existing,
-                overrides=prompts.key_values(options["parameter"], "--parameter"),
-                tags=prompts.key_values(options["tag"], "--tag"),
+                overrides=key_values(options["parameter"], "--parameter"),
+                tags=key_values(options["tag"], "--tag"),
                 rollback_alarms=options["rollback_alarm"],
             )
             if self.verbosity >= 2:
