@@ -23,6 +23,7 @@ from urllib import error as urlerror
 from urllib import request as urlrequest
 from urllib.parse import urlencode
 
+from gevent.lock import Semaphore
 from locust import FastHttpUser, between, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -52,7 +53,9 @@ INVENTORY_BATCH_SIZE = 20
 def add_options(parser):
     parser.add_argument("--time-scale", type=float, default=1.0, help="1.0 = the full 31 minutes; 0.05 = 93 s.")
     parser.add_argument("--peak-users", type=int, default=500, help="Users at the peak.")
-    parser.add_argument("--bots", type=int, default=0, help="Bot users sharing one session (0: no bots).")
+    parser.add_argument(
+        "--bots", type=int, default=0, help="Bots sharing one session, on top of the shoppers (0: no bots)."
+    )
     parser.add_argument(
         "--tokens-file",
         default="",
@@ -306,6 +309,15 @@ class BotSession:
     """The one session every bot of a process shares, so the per-session limit throttles them together."""
 
     token: str | None = None
+    # Bots start together: without the lock each would create a session of its own.
+    lock = Semaphore()
+
+    @classmethod
+    def get(cls, client) -> str | None:
+        with cls.lock:
+            if cls.token is None:
+                cls.token = create_session(client)
+        return cls.token
 
 
 class Bot(FastHttpUser):
@@ -326,11 +338,10 @@ class Bot(FastHttpUser):
     def hammer_checkout(self):
         if not catalogue.load(self.client):
             return
-        if BotSession.token is None:
-            BotSession.token = create_session(self.client)
-            if BotSession.token is None:
-                return
-        body = {"session_token": BotSession.token, "product_id": catalogue.any_product(), "quantity": 1}
+        token = BotSession.get(self.client)
+        if token is None:
+            return
+        body = {"session_token": token, "product_id": catalogue.any_product(), "quantity": 1}
         with self.client.post(
             "/api/checkout",
             json=body,
@@ -415,16 +426,19 @@ class LoadRun:
         self.plan = black_friday_phases(time_scale=options.time_scale, peak_users=options.peak_users)
         self.timeline = PhaseTimeline([phase.name for phase in self.plan])
         self.recorder.reset()
-        self.setup_errors = []
         self.last_summary = None
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.results_dir = Path(options.results_dir) if options.results_dir else RESULTS_DIR / stamp
-        if options.reset_stock > 0:
-            self.reset_stock(options.reset_stock)
         self.cache_before = read_metrics(self.environment.host, options.metrics_token)
 
-    def reset_stock(self, quantity: int) -> None:
+    def reset_stock(self) -> None:
+        """Deep stock for the next run. Not in test_start: a shape tick that changes the user count restarts
+        locust's spawning greenlet, and with it test_start, so slow work there is cut off and repeated."""
+        quantity = self.options.reset_stock
+        if quantity <= 0:
+            return
+        self.setup_errors = []
         result = subprocess.run(
             [sys.executable, "-m", "loadtests.stock", "--quantity", str(quantity)],
             cwd=PROJECT_DIR,
@@ -542,12 +556,15 @@ def on_init(environment, **_kwargs):
         user_class.network_timeout = user_class.connection_timeout = options.request_timeout
     Bot.fixed_count = options.bots
     BlackFridayShape.user_classes = [Shopper, Bot] if options.bots else [Shopper]
+    BlackFridayShape.bots = options.bots
     BlackFridayShape.listener = run
     token_pool.load(options.tokens_file)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(PHASE_MESSAGE, lambda msg, **_kw: run.timeline.enter(msg.data))
     if environment.web_ui:
         webui.install(environment.web_ui, run.phase_rows, run.current_phase)
+    if not isinstance(environment.runner, WorkerRunner):
+        run.reset_stock()
 
 
 @events.request.add_listener
@@ -578,6 +595,9 @@ def on_test_start(environment, **_kwargs):
 def on_test_stop(environment, **_kwargs):
     if not run.is_worker():
         run.stop()
+        if not environment.parsed_options.headless:
+            # The web UI may start another run: it starts from deep stock too.
+            run.reset_stock()
 
 
 @events.quitting.add_listener

@@ -7,10 +7,11 @@ cool-down; 31 minutes at time scale 1.0.
 import time
 from dataclasses import dataclass
 
+BASELINE = "baseline"
 BASELINE_USERS = 10
 FULL_PHASES = (
     # name, minutes, users at the end as a share of the peak (None: the baseline's fixed count)
-    ("baseline", 5, None),
+    (BASELINE, 5, None),
     ("ramp", 10, 1.0),
     ("peak", 15, 1.0),
     ("cool-down", 1, 0.0),
@@ -37,9 +38,10 @@ class Phase:
         return round(self.users_from + (self.users_to - self.users_from) * share)
 
     def spawn_rate(self) -> float:
-        """Users per second that keep pace with the ramp within one shape tick (locust ticks once a second)."""
+        """Users per second: twice the ramp's slope, so each one-second shape tick reaches its target, and at
+        least a tenth of the phase's users, so a phase that starts behind its target catches up quickly."""
         slope = abs(self.users_to - self.users_from) / max(self.duration_s, 1.0)
-        return max(1.0, 2 * slope)
+        return max(1.0, 2 * slope, max(self.users_from, self.users_to) / 10)
 
 
 def black_friday_phases(*, time_scale: float, peak_users: int) -> list[Phase]:

@@ -12,11 +12,12 @@ class PhaseListener(Protocol):
 
 
 class BlackFridayShape(LoadTestShape):
-    """Baseline ramp to 10 users, ramp to the peak, hold the peak, cool down; scaled by --time-scale and
-    --peak-users. Each tick tells `listener` which phase runs (the locustfile's per-phase recording)."""
+    """Baseline ramp to 10 shoppers, ramp to the peak, hold the peak, cool down; scaled by --time-scale and
+    --peak-users, plus --bots. Each tick tells `listener` which phase runs (the locustfile's per-phase recording)."""
 
-    # Set by the locustfile from its options: the user classes to run (bots only with --bots), the listener.
+    # Set by the locustfile from its options: who runs, how many bots (each class has fixed_count), the listener.
     user_classes: list = []
+    bots: int = 0
     listener: PhaseListener | None = None
 
     def plan(self) -> list[Phase]:
@@ -29,4 +30,6 @@ class BlackFridayShape(LoadTestShape):
             return None
         if self.listener is not None:
             self.listener.enter_phase(phase)
-        return phase.users_at(self.get_run_time()), phase.spawn_rate(), self.user_classes
+        # The phases count shoppers; bots come on top for the whole run (locust starts fixed_count users first,
+        # and a class added mid-run would only get users as others stop).
+        return phase.users_at(self.get_run_time()) + self.bots, phase.spawn_rate(), self.user_classes

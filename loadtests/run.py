@@ -1,0 +1,231 @@
+"""`make loadtest` / `make loadtest-ui`: the Black-Friday run against a local production-like server.
+
+For a local --host (127.0.0.1, localhost) it migrates and seeds the database of DATABASE_URL, starts gunicorn
+with shop/gunicorn.conf.py on that port (PostgreSQL + Redis from DATABASE_URL/REDIS_URL, per-IP rate limits
+raised because every simulated shopper comes from 127.0.0.1, per-session limits as configured), runs locust
+(which resets stock deep at each start), prints the summary and always stops the server, whatever the run
+ended with. Any other --host is load-tested as it is: nothing is started, seeded or reset there.
+
+    python -m loadtests.run --host http://127.0.0.1:8501 --time-scale 0.1 --peak-users 500 [-- locust args]
+"""
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib import request as urlrequest
+from urllib.parse import urlsplit
+
+from loadtests.summary import format_table
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+RESULTS_DIR = PROJECT_DIR / "loadtests" / "results"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# Every simulated shopper shares 127.0.0.1, so a per-IP limit would throttle the whole crowd as one client.
+RELAXED_PER_IP_RATE = "100000/m"
+# Deeper than a full 31-minute peak can sell (500 users buy about 70 units/s in all).
+DEEP_STOCK = 1_000_000
+SERVER_START_SECONDS = 60
+SERVER_STOP_SECONDS = 10
+
+
+class RunError(Exception):
+    """Something the operator must fix before a run can start."""
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="http://127.0.0.1:8501", help="The shop to load (local: started here).")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="1.0 = 31 minutes; 0.1 = about 3 minutes.")
+    parser.add_argument("--peak-users", type=int, default=500)
+    parser.add_argument("--web-ui", action="store_true", help="locust's web UI instead of a headless run.")
+    parser.add_argument("--web-port", type=int, default=8089)
+    parser.add_argument("--results-dir", default="", help="Default: loadtests/results/<UTC timestamp>.")
+    args, extra = parser.parse_known_args(argv)
+    return args, [arg for arg in extra if arg != "--"]
+
+
+def is_local(host: str) -> bool:
+    return urlsplit(host).hostname in LOCAL_HOSTS
+
+
+def server_environment(port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    database_url, redis_url = env.get("DATABASE_URL", ""), env.get("REDIS_URL", "")
+    if not database_url.startswith("postgres"):
+        raise RunError("DATABASE_URL must name PostgreSQL (postgres://...): a load test measures the real stack.")
+    if not redis_url.startswith("redis"):
+        raise RunError("REDIS_URL must name Redis (redis://...): the cache and rate limits live there.")
+    env.update(
+        {
+            "DJANGO_DEBUG": "0",
+            "PORT": str(port),
+            "GUNICORN_BIND": "127.0.0.1",
+            "RATELIMIT_SESSIONS_PER_IP": RELAXED_PER_IP_RATE,
+            "RATELIMIT_CHECKOUT_PER_IP": RELAXED_PER_IP_RATE,
+        }
+    )
+    # A throwaway key and metrics token for this server when the shell has none.
+    env.setdefault("DJANGO_SECRET_KEY", secrets.token_urlsafe(50))
+    env["METRICS_TOKEN"] = env.get("METRICS_TOKEN") or secrets.token_urlsafe(24)
+    return env
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode:
+        raise RunError(f"manage.py {' '.join(args)} failed:\n{(result.stderr or result.stdout).strip()}")
+    if result.stdout.strip():
+        print(result.stdout.strip().splitlines()[-1])
+
+
+def start_server(env: dict[str, str], host: str, log_path: Path) -> subprocess.Popen:
+    log_file = log_path.open("w")
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    # A session of its own: stopping it stops its workers too, and a Ctrl-C in this terminal reaches only us.
+    server = subprocess.Popen(
+        [str(gunicorn), "--config", "shop/gunicorn.conf.py"],
+        cwd=PROJECT_DIR,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log_file.close()
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RunError(f"gunicorn exited with {server.returncode} at start; see {log_path}")
+        try:
+            with urlrequest.urlopen(f"{host}/health", timeout=2) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.3)
+    stop_server(server)
+    raise RunError(f"gunicorn did not answer {host}/health within {SERVER_START_SECONDS} s; see {log_path}")
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    """SIGTERM to gunicorn's process group (graceful), SIGKILL if it is still there after a few seconds."""
+    if server.poll() is not None:
+        return
+    group = os.getpgid(server.pid)
+    os.killpg(group, signal.SIGTERM)
+    try:
+        server.wait(timeout=SERVER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(group, signal.SIGKILL)
+        server.wait()
+
+
+def locust_command(args: argparse.Namespace, extra: list[str], results_dir: Path, *, reset_stock: bool) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        "loadtests/locustfile.py",
+        "--host",
+        args.host,
+        "--time-scale",
+        str(args.time_scale),
+        "--peak-users",
+        str(args.peak_users),
+        "--results-dir",
+        str(results_dir),
+        "--html",
+        str(results_dir / "report.html"),
+        "--csv",
+        str(results_dir / "locust"),
+    ]
+    if reset_stock:
+        command += ["--reset-stock", str(DEEP_STOCK)]
+    if args.web_ui:
+        command += ["--web-host", "127.0.0.1", "--web-port", str(args.web_port)]
+    else:
+        # The phase lines and the summary below say more than locust's table every two seconds.
+        command += ["--headless", "--only-summary"]
+    return command + extra
+
+
+def print_summary(results_dir: Path) -> None:
+    path = results_dir / "summary.json"
+    if not path.exists():
+        print(f"no summary at {path}: the run ended before its first test stop")
+        return
+    print()
+    print(format_table(json.loads(path.read_text())))
+    print(f"reports: {results_dir}")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results_dir = Path(args.results_dir) if args.results_dir else RESULTS_DIR / stamp
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if not urlsplit(args.host).scheme.startswith("http"):
+        raise RunError(f"--host (HOST) must be a URL like http://127.0.0.1:8501, not {args.host!r}")
+    local = is_local(args.host)
+    env = dict(os.environ)
+    server = None
+    if local:
+        port = urlsplit(args.host).port or 80
+        env = server_environment(port)
+        if port_in_use(port):
+            raise RunError(f"port {port} is in use: stop what runs there or choose another HOST port")
+        manage(env, "migrate", "--noinput")
+        manage(env, "seed_products")
+    else:
+        print(f"{args.host} is not local: no server is started and its stock is not reset")
+    locust = None
+    try:
+        if local:
+            server = start_server(env, args.host, results_dir / "server.log")
+            print(f"gunicorn serves {args.host} (log: {results_dir / 'server.log'})")
+        locust = subprocess.Popen(locust_command(args, extra, results_dir, reset_stock=local), cwd=PROJECT_DIR, env=env)
+        try:
+            code = locust.wait()
+        except KeyboardInterrupt:
+            # The same Ctrl-C reached locust, which writes its reports before it exits.
+            code = locust.wait()
+        print_summary(results_dir)
+        return code
+    finally:
+        if locust is not None and locust.poll() is None:
+            locust.terminate()
+            locust.wait()
+        if server is not None:
+            stop_server(server)
+            print("gunicorn stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    # A SIGTERM (CI cancelling the job) unwinds like Ctrl-C, through the finally that stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return run(args, extra)
+    except RunError as exc:
+        print(f"loadtest: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
