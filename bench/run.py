@@ -14,7 +14,8 @@ and serialization of a cache miss from PostgreSQL, without the three sub-millise
 lock, store) a real miss adds.
 
 Environment (all optional): BENCH_DATABASE_URL (dropped and recreated; the 100,000-product pass uses the same
-name + "_large"), BENCH_REDIS_URL (its db is flushed), BENCH_PORT (first of four ports), BENCH_DURATION,
+name + "_large"), BENCH_REDIS_URL (its db is flushed), BENCH_PORT (8601: three ports per pass from it, and
+BENCH_PORT + 28 kept closed for the cold server's Redis), BENCH_DURATION,
 BENCH_WARMUP, BENCH_REPEATS, BENCH_ONLY (comma-separated endpoint names), BENCH_PASSES (small,large),
 BENCH_PROFILE (endpoint names: after the measured runs, one more run of each at its highest concurrency under
 py-spy, from requirements/dev.txt; the summary is printed and the stacks kept in bench/results/), QUICK=1 (one
@@ -239,6 +240,7 @@ def fetch(url: str, *, method: str = "GET", body: bytes | None = None) -> tuple[
 
 
 def wrk(cfg: Config, endpoint: Endpoint, server: Server, connections: int, seconds: int, run_id: str) -> str:
+    """`run_id` must be unique per run: the checkout script builds its Idempotency-Keys from it."""
     threads = min(cfg.wrk_threads, connections)
     args = list(endpoint.script_args)
     if endpoint.script == CHECKOUT:
@@ -270,10 +272,12 @@ def measure(cfg: Config, endpoints: list[Endpoint], servers: dict[str, Server]) 
     for connections in levels:
         here = [endpoint for endpoint in endpoints if connections in endpoint.connections]
         for endpoint in here:
-            wrk(cfg, endpoint, servers[endpoint.server], connections, cfg.warmup, f"{nonce}w")
+            run_id = f"{nonce}-{endpoint.name}-c{connections}-w"
+            wrk(cfg, endpoint, servers[endpoint.server], connections, cfg.warmup, run_id)
         for repeat in range(1, cfg.repeats + 1):
             for endpoint in here:
-                output = wrk(cfg, endpoint, servers[endpoint.server], connections, cfg.duration, f"{nonce}r{repeat}")
+                run_id = f"{nonce}-{endpoint.name}-c{connections}-r{repeat}"
+                output = wrk(cfg, endpoint, servers[endpoint.server], connections, cfg.duration, run_id)
                 run = report.parse_wrk(output, endpoint=endpoint.name, connections=connections, repeat=repeat)
                 runs.append(run)
                 print(
