@@ -8,7 +8,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from checkout.exceptions import InvalidRequest
+from checkout.exceptions import InvalidRequest, OrderNotFound
 from checkout.ratelimit import ratelimit_ip, ratelimit_session
 from checkout.selectors import order_get_for_session, session_get_by_token
 from checkout.serializers import (
@@ -40,9 +40,9 @@ RATE_LIMITED = _error("Rate-limited (per client IP, and per session on checkout)
 SESSION_MISSING = _error("No session token (session_required), or unknown or expired (session_invalid).")
 
 
+# Answers (errors included) belong to one shopper: no browser or CDN may keep them. A comment, not a docstring:
+# drf-spectacular would show a docstring as every endpoint's description.
 class NoStoreApi(APIView):
-    """Answers (errors included) belong to one shopper: no browser or CDN may keep them."""
-
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         response["Cache-Control"] = "no-store"
@@ -98,7 +98,7 @@ class CheckoutApi(NoStoreApi):
 class OrderDetailApi(NoStoreApi):
     @extend_schema(
         operation_id="order_detail",
-        parameters=[SESSION_HEADER],
+        parameters=[SESSION_HEADER, OpenApiParameter("order_id", int, OpenApiParameter.PATH)],
         responses={
             200: OrderOutputSerializer,
             401: SESSION_MISSING,
@@ -106,9 +106,11 @@ class OrderDetailApi(NoStoreApi):
         },
         summary="An order, for the session that placed it.",
     )
-    def get(self, request, order_id: int):
+    def get(self, request, order_id: str):
         session = session_get_by_token(token=request.headers.get("X-Session-Token"))
-        order = order_get_for_session(order_id=order_id, session=session)
+        if not order_id.isdigit() or len(order_id) > 18:  # beyond bigint
+            raise OrderNotFound(order_id=order_id)
+        order = order_get_for_session(order_id=int(order_id), session=session)
         return Response(OrderOutputSerializer(order).data)
 
 

@@ -37,7 +37,7 @@ class OrderNotFound(DomainError):
     status_code = 404
     code = "order_not_found"
 
-    def __init__(self, *, order_id: int):
+    def __init__(self, *, order_id: int | str):
         super().__init__(f"No order {order_id} for this session.")
 
 

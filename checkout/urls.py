@@ -5,5 +5,6 @@ from checkout import apis
 urlpatterns = [
     path("api/sessions", apis.SessionCreateApi.as_view(), name="session-create"),
     path("api/checkout", apis.CheckoutApi.as_view(), name="checkout"),
-    path("api/orders/<int:order_id>", apis.OrderDetailApi.as_view(), name="order-detail"),
+    # str, not int: any id answers the API's JSON 404 rather than the URL resolver's HTML one.
+    path("api/orders/<str:order_id>", apis.OrderDetailApi.as_view(), name="order-detail"),
 ]

@@ -100,6 +100,15 @@ def test_checkout_response_equals_the_order_read_back(client, make_product, make
     assert response.json() == placed
 
 
+def test_inventory_reads_reflect_a_sale_at_once(client, make_product, make_token):
+    product = make_product(stock=7)
+    assert client.get(f"/api/inventory/{product.pk}").json()["quantity"] == 7
+
+    checkout(client, {"product_id": product.pk, "quantity": 3}, token=make_token())
+
+    assert client.get(f"/api/inventory/{product.pk}").json()["quantity"] == 4
+
+
 # --- Checkout: every refusal writes nothing ------------------------------------------------------------
 
 
@@ -385,9 +394,11 @@ def test_order_detail_is_404_for_another_session_and_401_without_one(client, mak
 
     other = client.get(f"/api/orders/{order_id}", headers={"X-Session-Token": make_token()})
     missing = client.get("/api/orders/987654", headers={"X-Session-Token": owner})
+    not_a_number = client.get("/api/orders/abc", headers={"X-Session-Token": owner})
     anonymous = client.get(f"/api/orders/{order_id}")
 
-    assert other.status_code == missing.status_code == 404
+    assert other.status_code == missing.status_code == not_a_number.status_code == 404
+    assert not_a_number.json()["code"] == "order_not_found"
     assert other.json() == {"code": "order_not_found", "detail": f"No order {order_id} for this session."}
     assert anonymous.status_code == 401
     assert other["Cache-Control"] == anonymous["Cache-Control"] == "no-store"
