@@ -232,3 +232,28 @@ def stub_client(monkeypatch, aws_env):
 
     monkeypatch.setattr(aws, "client", client)
     return make
+
+
+class FakeTerminal:
+    """stdin as an operator at a terminal: isatty() is true, answers come from a script."""
+
+    def __init__(self, answers):
+        self.lines = [f"{answer}\n" for answer in answers]
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        return self.lines.pop(0) if self.lines else ""
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """terminal("yes", "shop-app-staging") → the next prompts get these answers, in order."""
+
+    def answer(*answers):
+        fake = FakeTerminal(answers)
+        monkeypatch.setattr("sys.stdin", fake)
+        return fake
+
+    return answer
