@@ -1,0 +1,181 @@
+import json
+
+import pytest
+
+from loadtests import endpoints, outcomes
+from loadtests.phases import PhaseTimeline, black_friday_phases
+from loadtests.recorder import PhaseRecorder
+from loadtests.summary import build_summary, format_table, write_summary
+from loadtests.thresholds import Limits
+
+
+@pytest.fixture
+def plan():
+    return black_friday_phases(time_scale=0.01, peak_users=20)
+
+
+@pytest.fixture
+def timeline(plan):
+    timeline = PhaseTimeline([phase.name for phase in plan])
+    for name, at in (("baseline", 0.0), ("ramp", 10.0), ("peak", 20.0), ("cool-down", 30.0)):
+        timeline.enter(name, at=at)
+    timeline.finish(at=40.0)
+    return timeline
+
+
+def healthy_recorder() -> PhaseRecorder:
+    recorder = PhaseRecorder()
+    for phase in ("baseline", "ramp", "peak", "cool-down"):
+        for response_ms in range(1, 101):
+            recorder.record(phase=phase, name=endpoints.PRODUCT_PAGE, response_ms=response_ms)
+        for _ in range(10):
+            recorder.record(phase=phase, name=endpoints.CHECKOUT, response_ms=40)
+            recorder.record_checkout(phase=phase, role="shopper", outcome=outcomes.CREATED)
+            recorder.record(phase=phase, name=endpoints.BOT_CHECKOUT, response_ms=5)
+            recorder.record_checkout(phase=phase, role="bot", outcome=outcomes.RATE_LIMITED)
+    return recorder
+
+
+def summarise(recorder, timeline, plan, limits=None, before=None, after=None) -> dict:
+    return build_summary(
+        recorder=recorder,
+        timeline=timeline,
+        plan=plan,
+        limits=limits or Limits(),
+        cache_before=before,
+        cache_after=after,
+        run={"host": "http://127.0.0.1:8501"},
+    )
+
+
+def failed(summary) -> set[tuple[str, str]]:
+    return {(check["phase"], check["name"]) for check in summary["thresholds"] if not check["passed"]}
+
+
+def test_build_summary_counts_rates_and_percentiles_per_phase_and_endpoint(plan, timeline):
+    summary = summarise(healthy_recorder(), timeline, plan)
+
+    peak = next(block for block in summary["phases"] if block["name"] == "peak")
+    product = peak["endpoints"][endpoints.PRODUCT_PAGE]
+    assert (product["requests"], product["rps"], product["p50_ms"], product["p95_ms"], product["p99_ms"]) == (
+        100,
+        10.0,
+        50,
+        95,
+        99,
+    )
+    assert peak["totals"]["requests"] == 120
+    assert peak["planned"] == {"start_s": 9.0, "end_s": 18.0, "users_from": 20, "users_to": 20}
+    assert summary["all"]["totals"]["requests"] == 4 * 120
+    assert summary["all"]["duration_s"] == 40.0
+    assert peak["checkout"]["shopper"]["by_status"] == {"201": 10}
+    assert peak["checkout"]["bot"]["by_status"] == {"429": 10}
+    assert peak["checkout"]["shopper"]["created_share"] == 1.0
+    assert summary["passed"] is True
+    assert failed(summary) == set()
+
+
+def test_build_summary_fails_the_phase_whose_p95_is_over_its_limit(plan, timeline):
+    recorder = healthy_recorder()
+    for _ in range(20):
+        recorder.record(phase="peak", name=endpoints.PRODUCT_LIST, response_ms=450)
+
+    summary = summarise(recorder, timeline, plan)
+
+    assert failed(summary) == {("peak", f"p95 {endpoints.PRODUCT_LIST} (ms)")}
+    assert summary["passed"] is False
+
+
+def test_build_summary_p99_at_peak_covers_every_request_of_the_peak(plan, timeline):
+    recorder = healthy_recorder()
+    recorder.record(phase="peak", name=endpoints.SESSION_CREATE, response_ms=900)
+    recorder.record(phase="peak", name=endpoints.SESSION_CREATE, response_ms=900)
+
+    summary = summarise(recorder, timeline, plan)
+
+    assert failed(summary) == {("peak", "p99 all requests (ms)")}
+
+
+def test_build_summary_server_errors_and_timeouts_count_towards_the_error_rate(plan, timeline):
+    recorder = healthy_recorder()
+    recorder.record(phase="ramp", name=endpoints.PRODUCT_PAGE, response_ms=10, error_kind=outcomes.SERVER_ERROR)
+    recorder.record(phase="ramp", name=endpoints.PRODUCT_PAGE, response_ms=10_000, error_kind=outcomes.TIMEOUT)
+
+    summary = summarise(recorder, timeline, plan, limits=Limits(p95_product_ms=100_000, p99_peak_ms=100_000))
+
+    ramp = next(block for block in summary["phases"] if block["name"] == "ramp")
+    assert ramp["errors"] == {"server_error": 1, "timeout": 1}
+    assert ramp["fatal_error_rate"] == round(2 / 122, 4)
+    assert failed(summary) == {("ramp", "5xx+timeout rate")}
+
+
+def test_build_summary_a_wrong_409_fails_checkout_success_but_bot_429s_do_not(plan, timeline):
+    recorder = healthy_recorder()
+    recorder.record_checkout(phase="peak", role="shopper", outcome=outcomes.IN_STOCK_409)
+    recorder.record_checkout(phase="peak", role="shopper", outcome=outcomes.SOLD_OUT)
+
+    summary = summarise(recorder, timeline, plan)
+
+    shopper = next(block for block in summary["phases"] if block["name"] == "peak")["checkout"]["shopper"]
+    assert (shopper["attempts"], shopper["created"], shopper["sold_out"]) == (12, 10, 1)
+    assert shopper["success_share"] == round(11 / 12, 4)
+    assert failed(summary) == {
+        ("peak", "checkout success share"),
+        ("all", "checkout success share"),
+        ("peak", "checkout 201 share"),
+    }
+
+
+def test_build_summary_too_few_201s_fail_the_created_share(plan, timeline):
+    recorder = healthy_recorder()
+    for _ in range(5):
+        recorder.record_checkout(phase="baseline", role="shopper", outcome=outcomes.SOLD_OUT)
+
+    summary = summarise(recorder, timeline, plan, limits=Limits(min_created_share=0.7))
+
+    assert failed(summary) == {("baseline", "checkout 201 share")}
+
+
+def test_build_summary_cache_hit_rate_is_the_runs_own_share(plan, timeline):
+    before = {"cache_hits": 100, "cache_misses": 100, "cache_hit_rate": 0.5}
+    after = {"cache_hits": 1090, "cache_misses": 110, "cache_hit_rate": 0.9083}
+
+    summary = summarise(healthy_recorder(), timeline, plan, before=before, after=after)
+
+    assert summary["cache"]["hit_rate_during_run"] == 0.99
+    assert (summary["cache"]["hits_during_run"], summary["cache"]["misses_during_run"]) == (990, 10)
+
+
+def test_build_summary_unreadable_metrics_leave_the_hit_rate_empty(plan, timeline):
+    summary = summarise(healthy_recorder(), timeline, plan, before={"error": "/api/metrics answered 401"}, after=None)
+
+    assert summary["cache"]["hit_rate_during_run"] is None
+    assert summary["passed"] is True
+
+
+def test_build_summary_a_phase_without_requests_skips_its_checks(plan):
+    timeline = PhaseTimeline([phase.name for phase in plan])
+    timeline.enter("baseline", at=0.0)
+    timeline.finish(at=10.0)
+    recorder = PhaseRecorder()
+    recorder.record(phase="baseline", name=endpoints.PRODUCT_PAGE, response_ms=5)
+
+    summary = summarise(recorder, timeline, plan)
+
+    peak_checks = [check for check in summary["thresholds"] if check["phase"] == "peak"]
+    assert peak_checks and all(check["skipped"] and check["passed"] for check in peak_checks)
+
+
+def test_write_summary_and_format_table(tmp_path, plan, timeline):
+    recorder = healthy_recorder()
+    recorder.record(phase="peak", name=endpoints.PRODUCT_LIST, response_ms=450)
+    summary = summarise(recorder, timeline, plan, limits=Limits(p95_product_ms=1))
+
+    write_summary(summary, tmp_path / "run" / "summary.json")
+    table = format_table(summary)
+
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["passed"] is False
+    peak_line = next(line for line in table.splitlines() if line.startswith("peak") and "/api/products/[id]" in line)
+    assert peak_line.split()[3:9] == ["100", "10.0", "50", "95", "99", "100"]
+    assert "FAILED peak: p95 GET /api/products/[id] (ms) = 95, wanted < 1" in table
+    assert table.endswith("thresholds met")
