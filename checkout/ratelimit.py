@@ -79,6 +79,16 @@ def _allow_networks(allow: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipa
         raise ImproperlyConfigured(f"RATELIMIT_ALLOW_IPS: {exc}") from None
 
 
+def ratelimit_settings_check() -> None:
+    """ImproperlyConfigured naming the variable when a RATELIMIT_* setting cannot be read."""
+    for name in ("RATELIMIT_SESSIONS_PER_IP", "RATELIMIT_CHECKOUT_PER_IP", "RATELIMIT_CHECKOUT_PER_SESSION"):
+        try:
+            parse_rate(getattr(settings, name))
+        except ImproperlyConfigured as exc:
+            raise ImproperlyConfigured(f"{name}: {exc}") from None
+    _allow_networks(tuple(settings.RATELIMIT_ALLOW_IPS))
+
+
 def client_ip(request) -> str:
     """The address of the client as the trusted proxies saw it.
 

@@ -281,3 +281,31 @@ def test_two_processes_share_one_limit_that_forged_headers_cannot_escape(needs_p
     assert neighbour[0] == 201
     assert allow_listed == [201] * 8
     assert ShopperSession.objects.count() == 4 + 1 + 8
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RATELIMIT_CHECKOUT_PER_IP", "60 per minute", "RATELIMIT_CHECKOUT_PER_IP"),
+        ("RATELIMIT_ALLOW_IPS", ["198.51.100.0/24", "office"], "RATELIMIT_ALLOW_IPS"),
+    ],
+)
+def test_settings_check_names_a_bad_variable(settings, name, value, message):
+    setattr(settings, name, value)
+
+    with pytest.raises(ImproperlyConfigured, match=message):
+        ratelimit.ratelimit_settings_check()
+
+
+def test_a_bad_limit_stops_the_process_at_start():
+    run = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "RATELIMIT_SESSIONS_PER_IP": "lots"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert run.returncode != 0
+    assert "RATELIMIT_SESSIONS_PER_IP: Rate limit 'lots' is not like 30/m" in run.stderr
