@@ -3,6 +3,7 @@
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -73,14 +74,19 @@ def template_check(*, template: Template, region: str) -> None:
 
 def template_lint(*, template: Template, region: str) -> list[str]:
     """cfn-lint's errors (rules E*) for the region, one line each; warnings are the synth checks' business."""
+    return list(_lint_errors(template.body, region))
+
+
+@lru_cache(maxsize=8)
+def _lint_errors(body: str, region: str) -> tuple[str, ...]:
+    # Linting the app template takes seconds; the same body in the same region gives the same answer.
     from cfnlint.api import lint
 
-    matches = lint(template.body, regions=[region])
-    return [
+    return tuple(
         f"{match.rule.id} {match.message} ({'/'.join(str(part) for part in match.path)})"
-        for match in matches
+        for match in lint(body, regions=[region])
         if match.rule.id.startswith("E")
-    ]
+    )
 
 
 def url_threshold() -> int:
