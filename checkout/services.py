@@ -111,7 +111,8 @@ def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotenc
         for line in lines
     ]
     try:
-        with transaction.atomic():
+        # durable: never nested in a longer transaction, so the locks end at this block's COMMIT.
+        with transaction.atomic(durable=True):
             stock_reserve(lines=[(line.product_id, line.quantity) for line in lines])
             order = Order.objects.create(
                 session=session,
