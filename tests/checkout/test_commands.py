@@ -89,3 +89,21 @@ def test_admin_lists_orders_read_only(admin_client, make_product):
     assert b"5.00" in detail.content
     assert b'name="_save"' not in detail.content
     assert admin_client.get("/admin/checkout/order/add/").status_code == 403
+
+
+def test_seed_products_sessions_writes_one_token_per_line(tmp_path):
+    out = StringIO()
+    path = tmp_path / "tokens.txt"
+
+    call_command("seed_products", "--products", "2", "--sessions", "3", "--sessions-file", str(path), stdout=out)
+
+    tokens = path.read_text().splitlines()
+    assert len(tokens) == 3
+    assert str(path) in out.getvalue()
+    assert all(session_get_by_token(token=token) for token in tokens)
+
+
+def test_seed_products_refuses_negative_sessions():
+    with pytest.raises(CommandError, match="--sessions"):
+        call_command("seed_products", "--products", "1", "--sessions", "-1", stdout=StringIO())
+    assert ShopperSession.objects.count() == 0
