@@ -23,8 +23,10 @@ from urllib import error as urlerror
 from urllib import request as urlrequest
 from urllib.parse import urlencode
 
+import gevent
 from gevent.lock import Semaphore
 from locust import FastHttpUser, between, constant, events, task
+from locust import stats as locust_stats
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests import endpoints, outcomes, webui
@@ -595,6 +597,10 @@ def on_test_start(environment, **_kwargs):
 def on_test_stop(environment, **_kwargs):
     if not run.is_worker():
         run.stop()
+        if environment.parsed_options.csv_prefix:
+            # locust rewrites its CSV files once a second and not at exit: one more pass after the last request,
+            # so the CSV counts what summary.json counts.
+            gevent.sleep(locust_stats.CSV_STATS_INTERVAL_SEC + 0.2)
         if not environment.parsed_options.headless:
             # The web UI may start another run: it starts from deep stock too.
             run.reset_stock()
