@@ -40,6 +40,20 @@ bench: $(VENV)/.base
 	@command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
 	$(PY) bench/run.py
 
+# Load tests (README: Load tests). A local HOST gets its own gunicorn on DATABASE_URL/REDIS_URL; LOCUST_ARGS go to locust.
+TIME_SCALE ?= 1.0
+PEAK_USERS ?= 500
+HOST ?= http://127.0.0.1:8501
+LOADTEST := $(PY) -m loadtests.run --host $(HOST) --time-scale $(TIME_SCALE) --peak-users $(PEAK_USERS)
+
+## loadtest: the Black-Friday shape, headless; prints the summary, exits non-zero when a threshold fails
+loadtest: $(VENV)/.dev
+	$(LOADTEST) -- $(LOCUST_ARGS)
+
+## loadtest-ui: the same with locust's web UI on http://127.0.0.1:8089 (Ctrl-C stops it and the server)
+loadtest-ui: $(VENV)/.dev
+	$(LOADTEST) --web-ui -- $(LOCUST_ARGS)
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
