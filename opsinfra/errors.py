@@ -39,3 +39,7 @@ class ReleaseError(OpsError):
 
 class ScheduleError(OpsError):
     """A sale window was refused (in the past, end before start, unknown name)."""
+
+
+class StackConfigError(OpsError):
+    """Stack settings that cannot be synthesized: an unknown stack or environment, a domain without a zone."""

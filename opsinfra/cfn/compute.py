@@ -1,0 +1,305 @@
+"""App instances: launch template with the rendered user data, the Auto Scaling group, its warm pool and scaling."""
+
+from dataclasses import dataclass
+
+from troposphere import Base64, Equals, GetAtt, Join, Ref, Sub, Tags, Template, autoscaling, ec2, iam, ssm
+
+from opsinfra.cfn import userdata
+from opsinfra.cfn.common import checkov_skip, flag_parameter, log_group, parameter
+from opsinfra.cfn.database import DATABASE_NAME, Database
+from opsinfra.cfn.loadbalancer import LoadBalancer
+from opsinfra.cfn.network import Network
+from opsinfra.cfn.security_groups import SecurityGroups
+from opsinfra.stacks import StackSettings
+
+LIFECYCLE_HOOK = "shop-launch"
+ALB_REQUESTS_PER_TARGET = 1000  # per instance per minute
+PRESCALE_UP = "45 19 * * *"
+PRESCALE_DOWN = "0 23 * * *"
+AL2023_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+ROOT_VOLUME_GIB = 20
+
+
+@dataclass(frozen=True)
+class Compute:
+    group: Ref
+    migration_document: Ref
+
+
+@dataclass(frozen=True)
+class AppWiring:
+    """What the user data tells an instance: names and ARNs, never a secret value."""
+
+    database: Database
+    cache_endpoint: GetAtt
+    app_secret: Ref
+    allowed_hosts: object
+    artifacts_bucket: object
+    release_parameter: Ref
+
+
+def _instance_role(t: Template, *, wiring: AppWiring, log_groups: list) -> iam.Role:
+    statements = [
+        {
+            "Sid": "ReadOwnSecrets",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            # The master secret only for shop-migrate, run through SSM by deploy_app.
+            "Resource": [wiring.app_secret, wiring.database.app_user_secret, wiring.database.master_secret],
+        },
+        {
+            "Sid": "ReadRelease",
+            "Effect": "Allow",
+            "Action": "ssm:GetParameter",
+            "Resource": Sub(
+                "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${Name}",
+                Name=wiring.release_parameter,
+            ),
+        },
+        {
+            "Sid": "ReadBundles",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": Sub("arn:${AWS::Partition}:s3:::${Bucket}/releases/*", Bucket=wiring.artifacts_bucket),
+        },
+        {
+            "Sid": "CompleteOwnLaunch",
+            "Effect": "Allow",
+            "Action": "autoscaling:CompleteLifecycleAction",
+            # The group's generated name starts with the stack name; naming the group itself would be a cycle.
+            "Resource": Sub(
+                "arn:${AWS::Partition}:autoscaling:${AWS::Region}:${AWS::AccountId}:autoScalingGroup:*:"
+                "autoScalingGroupName/${AWS::StackName}-*"
+            ),
+        },
+        {
+            "Sid": "ShipLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Resource": [GetAtt(group, "Arn") for group in log_groups],
+        },
+    ]
+    return t.add_resource(
+        iam.Role(
+            "ComputeInstanceRole",
+            AssumeRolePolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            },
+            # Session Manager (no SSH) and the SSM command deploy_app sends to run migrations.
+            ManagedPolicyArns=[Sub("arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore")],
+            Policies=[iam.Policy(PolicyName="app", PolicyDocument={"Version": "2012-10-17", "Statement": statements})],
+        )
+    )
+
+
+def user_data_values(*, settings: StackSettings, wiring: AppWiring, log_groups: dict) -> dict:
+    return {
+        "Region": Ref("AWS::Region"),
+        "ReleaseParameter": wiring.release_parameter,
+        "LifecycleHook": LIFECYCLE_HOOK,
+        "AppPort": str(settings.app_port),
+        "BootTimeout": str(settings.boot_seconds),
+        "AllowedHosts": wiring.allowed_hosts,
+        "AppSecretArn": wiring.app_secret,
+        "DbSecretArn": wiring.database.app_user_secret,
+        "DbMasterSecretArn": wiring.database.master_secret,
+        "ProxyEndpoint": wiring.database.proxy_endpoint,
+        "DatabaseName": DATABASE_NAME,
+        "CacheEndpoint": wiring.cache_endpoint,
+        "GunicornWorkers": str(settings.gunicorn_workers),
+        "GunicornThreads": str(settings.gunicorn_threads),
+        "AppLogGroup": Ref(log_groups["app"]),
+        "ReleaseLogGroup": Ref(log_groups["release"]),
+    }
+
+
+def add_compute(
+    t: Template,
+    *,
+    settings: StackSettings,
+    network: Network,
+    groups: SecurityGroups,
+    load_balancer: LoadBalancer,
+    wiring: AppWiring,
+) -> Compute:
+    ami = parameter(
+        t,
+        "AmiId",
+        Type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+        default=AL2023_AMI,
+        description="App instance AMI: by default the latest Amazon Linux 2023 from its public SSM parameter.",
+    )
+    log_groups = {
+        kind: t.add_resource(
+            log_group(
+                f"Compute{kind.title()}LogGroup",
+                LogGroupName=f"/{settings.project}/{settings.env}/{kind}",
+                retention_days=settings.log_retention_days,
+            )
+        )
+        for kind in ("app", "release")
+    }
+    role = _instance_role(t, wiring=wiring, log_groups=list(log_groups.values()))
+    profile = t.add_resource(iam.InstanceProfile("ComputeInstanceProfile", Roles=[Ref(role)]))
+    script = userdata.render_parts(user_data_values(settings=settings, wiring=wiring, log_groups=log_groups))
+    template = t.add_resource(
+        ec2.LaunchTemplate(
+            "ComputeLaunchTemplate",
+            LaunchTemplateData=ec2.LaunchTemplateData(
+                ImageId=Ref(ami),
+                InstanceType=settings.instance_type,
+                IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profile, "Arn")),
+                SecurityGroupIds=[groups.app],
+                # IMDSv2 only, one hop: a container or proxy on the instance cannot borrow its role.
+                # Tags in the metadata: shop-release reads its Auto Scaling group's name there.
+                MetadataOptions=ec2.MetadataOptions(
+                    HttpEndpoint="enabled",
+                    HttpTokens="required",
+                    HttpPutResponseHopLimit=1,
+                    InstanceMetadataTags="enabled",
+                ),
+                Monitoring=ec2.Monitoring(Enabled=True),
+                BlockDeviceMappings=[
+                    ec2.LaunchTemplateBlockDeviceMapping(
+                        DeviceName="/dev/xvda",
+                        Ebs=ec2.EBSBlockDevice(
+                            VolumeType="gp3", VolumeSize=ROOT_VOLUME_GIB, Encrypted=True, DeleteOnTermination=True
+                        ),
+                    )
+                ],
+                UserData=Base64(Join("", script)),
+                TagSpecifications=[
+                    ec2.TagSpecifications(ResourceType=kind, Tags=Tags(Name=Sub("${AWS::StackName}-app")))
+                    for kind in ("instance", "volume")
+                ],
+            ),
+        )
+    )
+    group = t.add_resource(
+        autoscaling.AutoScalingGroup(
+            "ComputeAutoScalingGroup",
+            VPCZoneIdentifier=network.private_subnets,
+            LaunchTemplate=autoscaling.LaunchTemplateSpecification(
+                LaunchTemplateId=Ref(template), Version=GetAtt(template, "LatestVersionNumber")
+            ),
+            MinSize=str(settings.asg_min),
+            MaxSize=str(settings.asg_max),
+            DesiredCapacity=str(settings.asg_desired),
+            TargetGroupARNs=[load_balancer.target_group],
+            HealthCheckType="ELB",
+            # Sized to the boot: Python, the agent and the release's wheels install before /health answers.
+            HealthCheckGracePeriod=settings.boot_seconds,
+            MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
+            LifecycleHookSpecificationList=[
+                autoscaling.LifecycleHookSpecification(
+                    LifecycleHookName=LIFECYCLE_HOOK,
+                    LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                    HeartbeatTimeout=settings.boot_seconds,
+                    DefaultResult="ABANDON",
+                )
+            ],
+        )
+    )
+    checkov_skip(
+        group,
+        CKV_AWS_315="the launch template is versioned with the stack; a launch configuration is not used",
+    )
+    _add_warm_pool(t, settings=settings, group=group)
+    _add_scaling(t, settings=settings, group=group, load_balancer=load_balancer)
+    document = _add_migration_document(t, settings=settings)
+    return Compute(group=Ref(group), migration_document=Ref(document))
+
+
+def warm_pool_max_prepared(settings: StackSettings) -> int:
+    """MaxGroupPreparedCapacity that keeps the pool at warm_pool_size for every desired capacity >= asg_min.
+
+    AWS sizes the pool as max(MinSize, MaxGroupPreparedCapacity - desired), and an unset value means the group's
+    max: the reference kept 20 - 2 = 18 stopped instances instead of 3.
+    """
+    return settings.asg_min + settings.warm_pool_size
+
+
+def _add_warm_pool(t: Template, *, settings: StackSettings, group) -> None:
+    t.add_resource(
+        autoscaling.WarmPool(
+            "ComputeWarmPool",
+            AutoScalingGroupName=Ref(group),
+            MinSize=settings.warm_pool_size,
+            MaxGroupPreparedCapacity=warm_pool_max_prepared(settings),
+            PoolState="Stopped",
+            InstanceReusePolicy=autoscaling.InstanceReusePolicy(ReuseOnScaleIn=True),
+        )
+    )
+
+
+def _add_scaling(t: Template, *, settings: StackSettings, group, load_balancer: LoadBalancer) -> None:
+    t.add_resource(
+        autoscaling.ScalingPolicy(
+            "ComputeRequestScaling",
+            AutoScalingGroupName=Ref(group),
+            PolicyType="TargetTrackingScaling",
+            TargetTrackingConfiguration=autoscaling.TargetTrackingConfiguration(
+                TargetValue=float(ALB_REQUESTS_PER_TARGET),
+                PredefinedMetricSpecification=autoscaling.PredefinedMetricSpecification(
+                    PredefinedMetricType="ALBRequestCountPerTarget",
+                    ResourceLabel=Join("/", [load_balancer.full_name, load_balancer.target_group_full_name]),
+                ),
+            ),
+        )
+    )
+    enabled = flag_parameter(
+        t,
+        "PreScaleEnabled",
+        default=False,
+        description="Recurring evening pre-scale (MinSize and desired 10 at 19:45, back at 23:00); sale days "
+        "are scheduled with manage.py schedule_peak instead.",
+    )
+    timezone = parameter(
+        t,
+        "PreScaleTimeZone",
+        default="UTC",
+        description="IANA time zone of the pre-scale times, e.g. America/New_York.",
+    )
+    t.add_condition("ComputePreScale", Equals(Ref(enabled), "true"))
+    # MinSize rises with desired: raising desired alone lets target tracking scale in before the peak.
+    for title, recurrence, size in (
+        ("ComputePreScaleUp", PRESCALE_UP, settings.prescale_capacity),
+        ("ComputePreScaleDown", PRESCALE_DOWN, settings.asg_min),
+    ):
+        t.add_resource(
+            autoscaling.ScheduledAction(
+                title,
+                Condition="ComputePreScale",
+                AutoScalingGroupName=Ref(group),
+                Recurrence=recurrence,
+                TimeZone=Ref(timezone),
+                MinSize=size,
+                DesiredCapacity=size,
+            )
+        )
+
+
+def _add_migration_document(t: Template, *, settings: StackSettings):
+    """The only command deploy_app may send: migrations, then the app role, on one instance."""
+    return t.add_resource(
+        ssm.Document(
+            "ComputeMigrationDocument",
+            Name=f"{settings.stack_name}-migrate",
+            DocumentType="Command",
+            UpdateMethod="NewVersion",
+            Content={
+                "schemaVersion": "2.2",
+                "description": "Run the current release's database migrations and update the app's database role.",
+                "mainSteps": [
+                    {
+                        "action": "aws:runShellScript",
+                        "name": "migrate",
+                        "inputs": {"runCommand": ["/usr/local/sbin/shop-migrate"], "timeoutSeconds": "900"},
+                    }
+                ],
+            },
+        )
+    )

@@ -1,0 +1,120 @@
+#!/bin/bash
+# Every boot (shop-release.service): install the release named in the SSM parameter when it is not the current
+# one, start gunicorn, wait for /health, then complete the launch lifecycle action. The hook fires when an
+# instance first boots into the warm pool and again when it leaves it, so a warmed instance comes back with
+# the current release, not the one it first booted with.
+set -euo pipefail
+
+root="${SHOP_ROOT:-}"
+# shellcheck source=/dev/null
+. "$root/etc/shop/instance.env"
+releases="$root/opt/shop/releases"
+current_link="$root/opt/shop/current"
+imds="http://169.254.169.254/latest"
+
+log() { echo "shop-release: $*"; }
+
+metadata() {
+  local token
+  token=$(curl -fsS -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$imds/api/token")
+  curl -fsS -H "X-aws-ec2-metadata-token: $token" "$imds/meta-data/$1"
+}
+
+release_field() {
+  python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"
+}
+
+install_release() {
+  local version="$1" bundle="$2" target="$releases/$1" download
+  download=$(mktemp -d)
+  log "installing $version from $bundle"
+  aws s3 cp --only-show-errors --region "$AWS_REGION" "$bundle" "$download/bundle.tar.gz"
+  rm -rf "$target"
+  mkdir -p "$target"
+  tar -xzf "$download/bundle.tar.gz" -C "$target"
+  rm -rf "$download"
+  python3.11 -m venv "$target/venv"
+  # The bundle carries its own wheels: an instance never reaches PyPI.
+  "$target/venv/bin/pip" install --quiet --no-index --find-links "$target/wheels" -r "$target/requirements/base.txt"
+  (
+    set -a
+    # shellcheck source=/dev/null
+    . "$root/etc/shop/app.env"
+    set +a
+    SHOP_VERSION="$version" "$target/venv/bin/python" "$target/manage.py" collectstatic --noinput --verbosity 0
+  )
+}
+
+switch_to() {
+  local version="$1" previous="$2" old name
+  ln -sfn "releases/$version" "$current_link"
+  echo "SHOP_VERSION=$version" > "$root/etc/shop/release.env"
+  for old in "$releases"/*; do
+    name=$(basename "$old")
+    if [[ "$name" != "$version" && "$name" != "$previous" ]]; then
+      rm -rf "$old"
+    fi
+  done
+}
+
+wait_for_health() {
+  local deadline=$((SECONDS + SHOP_BOOT_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    if curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$SHOP_APP_PORT/health"; then
+      return 0
+    fi
+    sleep 2
+  done
+  return 1
+}
+
+complete_lifecycle() {
+  local result="$1" instance group
+  instance=$(metadata instance-id)
+  # Needs instance metadata tags on (the launch template's InstanceMetadataTags).
+  if ! group=$(metadata tags/instance/aws:autoscaling:groupName); then
+    log "not in an Auto Scaling group: no lifecycle action to complete"
+    return 0
+  fi
+  if aws autoscaling complete-lifecycle-action --region "$AWS_REGION" \
+    --lifecycle-hook-name "$SHOP_LIFECYCLE_HOOK" --auto-scaling-group-name "$group" \
+    --instance-id "$instance" --lifecycle-action-result "$result"; then
+    log "lifecycle action completed: $result"
+  else
+    log "no pending lifecycle action (an ordinary reboot)"
+  fi
+}
+
+main() {
+  local value version bundle current=""
+  value=$(aws ssm get-parameter --region "$AWS_REGION" --name "$SHOP_RELEASE_PARAMETER" \
+    --query Parameter.Value --output text)
+  version=$(release_field "$value" version)
+  bundle=$(release_field "$value" bundle)
+  if [[ ! "$version" =~ ^[A-Za-z0-9._+-]+$ ]]; then
+    log "refusing release name $version"
+    complete_lifecycle ABANDON
+    exit 1
+  fi
+  if [[ -L "$current_link" ]]; then
+    current=$(basename "$(readlink "$current_link")")
+  fi
+  if [[ "$version" != "$current" ]]; then
+    install_release "$version" "$bundle"
+    switch_to "$version" "$current"
+    systemctl restart shop.service
+  else
+    log "release $version is current"
+    systemctl start shop.service
+  fi
+  if wait_for_health; then
+    log "release $version answers /health"
+    complete_lifecycle CONTINUE
+  else
+    log "release $version did not answer /health within ${SHOP_BOOT_TIMEOUT}s"
+    complete_lifecycle ABANDON
+    exit 1
+  fi
+}
+
+main "$@"
