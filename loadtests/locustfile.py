@@ -423,8 +423,11 @@ class LoadRun:
             )
             self.recorder.record_checkout(phase=phase, role=context["checkout_role"], outcome=outcome)
 
-    def start(self) -> None:
+    def new_run(self) -> None:
+        """A run starts (BlackFridayShape.reset_time): the plan from the options (the web UI may have changed
+        them), an empty timeline and recorder, the app's cache counters before the first request."""
         options = self.options
+        configure_users(options)
         self.plan = black_friday_phases(time_scale=options.time_scale, peak_users=options.peak_users)
         self.timeline = PhaseTimeline([phase.name for phase in self.plan])
         self.recorder.reset()
@@ -550,15 +553,19 @@ def write_phase_csv(summary: dict, path: Path) -> None:
 run = LoadRun()
 
 
-@events.init.add_listener
-def on_init(environment, **_kwargs):
-    run.environment = environment
-    options = environment.parsed_options
+def configure_users(options) -> None:
     for user_class in (Shopper, Bot):
         user_class.network_timeout = user_class.connection_timeout = options.request_timeout
     Bot.fixed_count = options.bots
     BlackFridayShape.user_classes = [Shopper, Bot] if options.bots else [Shopper]
     BlackFridayShape.bots = options.bots
+
+
+@events.init.add_listener
+def on_init(environment, **_kwargs):
+    run.environment = environment
+    options = environment.parsed_options
+    configure_users(options)
     BlackFridayShape.listener = run
     token_pool.load(options.tokens_file)
     if isinstance(environment.runner, WorkerRunner):
@@ -587,10 +594,14 @@ def on_worker_report(data, **_kwargs):
 
 @events.test_start.add_listener
 def on_test_start(environment, **_kwargs):
-    if not run.is_worker():
-        run.start()
-    else:
+    if run.is_worker():
         run.recorder.reset()
+
+
+@events.reset_stats.add_listener
+def on_reset_stats(**_kwargs):
+    # The web UI's "Reset stats" clears locust's numbers: the per-phase ones start again with them.
+    run.recorder.reset()
 
 
 @events.test_stop.add_listener

@@ -34,6 +34,7 @@ RELAXED_PER_IP_RATE = "100000/m"
 DEEP_STOCK = 1_000_000
 SERVER_START_SECONDS = 60
 SERVER_STOP_SECONDS = 10
+LOCUST_INTERRUPT_SECONDS = 5
 
 
 class RunError(Exception):
@@ -164,6 +165,16 @@ def locust_command(args: argparse.Namespace, extra: list[str], results_dir: Path
     return command + extra
 
 
+def interrupt(locust: subprocess.Popen) -> int:
+    """Ctrl-C: locust (same terminal, same signal) writes its reports and exits. When the signal reached this
+    process alone, locust gets a SIGTERM (a background job may ignore SIGINT) and shuts down."""
+    try:
+        return locust.wait(timeout=LOCUST_INTERRUPT_SECONDS)
+    except subprocess.TimeoutExpired:
+        locust.terminate()
+        return locust.wait()
+
+
 def print_summary(results_dir: Path) -> None:
     path = results_dir / "summary.json"
     if not path.exists():
@@ -201,8 +212,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         try:
             code = locust.wait()
         except KeyboardInterrupt:
-            # The same Ctrl-C reached locust, which writes its reports before it exits.
-            code = locust.wait()
+            code = interrupt(locust)
         print_summary(results_dir)
         return code
     finally:

@@ -8,6 +8,8 @@ from loadtests.phases import Phase, black_friday_phases, phase_at
 
 
 class PhaseListener(Protocol):
+    def new_run(self) -> None: ...
+
     def enter_phase(self, phase: Phase) -> None: ...
 
 
@@ -19,6 +21,13 @@ class BlackFridayShape(LoadTestShape):
     user_classes: list = []
     bots: int = 0
     listener: PhaseListener | None = None
+
+    def reset_time(self):
+        # locust calls this as each run starts, before the first tick: the place to start afresh. (test_start
+        # comes after the first tick, and again whenever a tick restarts a spawn that had not finished.)
+        super().reset_time()
+        if self.listener is not None:
+            self.listener.new_run()
 
     def plan(self) -> list[Phase]:
         options = self.runner.environment.parsed_options
