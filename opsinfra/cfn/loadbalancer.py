@@ -130,7 +130,11 @@ def add_load_balancer(
                 ],
             )
         )
-        checkov_skip(redirect, CKV_AWS_2="answers every request with a 301 to HTTPS", CKV_AWS_103="redirect only")
+        checkov_skip(
+            redirect,
+            CKV_AWS_2="answers every request with a 301 to HTTPS",
+            CKV_AWS_103="the HTTP listener only redirects to HTTPS; no request is served over it",
+        )
     t.add_resource(
         elb.ListenerRule(
             "LoadBalancerOriginRule",
