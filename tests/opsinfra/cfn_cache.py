@@ -67,7 +67,7 @@ def lint_all() -> dict[str, list[str]]:
 
     jobs = {}
     for variant in VARIANTS:
-        stack, env, region, domain = variant
+        region = variant[2]
         regions = (region,) if region else ("us-east-1", "eu-west-1")
         jobs[variant_id(variant)] = (compact(*variant), regions)
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:

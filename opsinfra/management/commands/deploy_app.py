@@ -1,0 +1,102 @@
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from opsinfra.errors import OpsError, ReleaseError
+from opsinfra.services import bundle, deploy, release
+
+
+class Command(BaseCommand):
+    help = (
+        "Release the application: build and upload a bundle with its wheels, migrate once on one instance, point "
+        "the release parameter at it, and replace the instances with an instance refresh. --version of an earlier "
+        "release rolls back to it without rebuilding."
+    )
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        # --version names the release here, as operators expect; Django's own --version would shadow it.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
+    def add_arguments(self, parser):
+        parser.add_argument("--version", help="Release name (default: `git describe` of a clean work tree).")
+        parser.add_argument("--env", default="staging", help="Settings preset: production or staging.")
+        parser.add_argument("--no-refresh", action="store_true", help="Do not replace instances (first deploy).")
+        parser.add_argument("--wait", action="store_true", help="Follow the instance refresh to its end.")
+        parser.add_argument("--timeout", type=float, default=60, metavar="MINUTES", help="Bound on --wait.")
+        parser.add_argument("--outputs-file", metavar="PATH", help="The app stack's outputs file.")
+
+    def handle(self, *args, version, env, no_refresh, wait, timeout, outputs_file, verbosity, **options):
+        try:
+            target = deploy.target_resolve(stack="app", env=env)
+            version = bundle.release_version(version)
+            place = release.release_place(target=target, outputs_file=outputs_file)
+            self.upload(place, version, verbosity)
+            if place.asg_name:
+                self.migrate(place, version)
+            else:
+                self.stdout.write(
+                    f"No app stack yet: nothing to migrate. Its instances will boot release {version}; once it "
+                    f"exists, `manage.py deploy_app --env {env} --version {version}` runs the migrations."
+                )
+            previous = release.release_write(place=place, version=version)
+            was = f" (was {previous.get('version')})" if previous else ""
+            self.stdout.write(self.style.SUCCESS(f"Release parameter {place.parameter} now names {version}{was}."))
+            if no_refresh or not place.asg_name:
+                self.stdout.write("No instance refresh: instances pick the release up when they next boot.")
+                return
+            self.refresh(place, version, previous, wait, timeout)
+        except OpsError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def upload(self, place, version, verbosity):
+        url = release.bundle_url(place, version)
+        if release.bundle_exists(place=place, version=version):
+            self.stdout.write(f"Bundle {url} already exists: using it, not rebuilding.")
+            return
+        self.stdout.write(f"Building release {version} (project and Linux wheels for Python 3.11)…")
+        with tempfile.TemporaryDirectory(prefix="shop-release-") as scratch:
+            path = bundle.bundle_build(version=version, destination=Path(scratch))
+            if verbosity >= 2:
+                self.stdout.write(f"  {path.name}: {path.stat().st_size:,} bytes")
+            release.bundle_upload(place=place, version=version, path=path)
+        self.stdout.write(f"Uploaded {url}.")
+
+    def migrate(self, place, version):
+        migration = release.migrations_run(place=place, version=version)
+        if migration.status != "Success":
+            if migration.output:
+                self.stderr.write(migration.output[-2000:])
+            raise ReleaseError(
+                f"Migrations of {version} ended {migration.status} on {migration.instance_id} (command "
+                f"{migration.command_id}): nothing was switched; the instances still run the previous release."
+            )
+        self.stdout.write(f"Migrated with release {version} on {migration.instance_id}.")
+
+    def refresh(self, place, version, previous, wait, timeout):
+        refresh_id = release.refresh_start(place=place)
+        self.stdout.write(
+            f"Instance refresh {refresh_id} started on {place.asg_name}: new instances launch before old ones stop "
+            "(100 % healthy minimum, 200 % maximum), rolled back automatically on failure."
+        )
+        if not wait:
+            return
+        outcome = release.refresh_follow(
+            place=place,
+            refresh_id=refresh_id,
+            on_progress=lambda r: self.stdout.write(f"  {r.status}: {r.percentage} % {r.reason}".rstrip()),
+            timeout_s=timeout * 60,
+        )
+        if outcome.status == "Successful":
+            self.stdout.write(self.style.SUCCESS(f"Release {version} is live on every instance of {place.asg_name}."))
+            return
+        if outcome.status not in release.REFRESH_DONE:
+            raise ReleaseError(
+                f"Instance refresh {refresh_id} is still {outcome.status} after {timeout:g} minutes; it goes on in AWS."
+            )
+        if previous:
+            release.release_restore(place=place, previous=previous)
+            self.stderr.write(f"Release parameter restored to {previous.get('version')}.")
+        raise ReleaseError(
+            f"Instance refresh {refresh_id} ended {outcome.status}: {outcome.reason or 'no reason given'}."
+        )
