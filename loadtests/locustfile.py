@@ -27,7 +27,7 @@ import gevent
 from gevent.lock import Semaphore
 from locust import FastHttpUser, between, constant, events, task
 from locust import stats as locust_stats
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from loadtests import endpoints, outcomes, webui
 from loadtests.phases import Phase, PhaseTimeline, black_friday_phases
@@ -457,10 +457,12 @@ class LoadRun:
         else:
             log.info(result.stdout.strip())
 
-    def stop(self) -> None:
-        if self.started_at is None:
+    def summarise(self) -> None:
+        """Build and write summary.json (once per run), and log its table."""
+        if self.started_at is None or self.last_summary is not None:
             return
-        self.timeline.finish()
+        if self.timeline.ended_at is None:
+            self.timeline.finish()
         options = self.options
         summary = build_summary(
             recorder=self.recorder,
@@ -485,6 +487,10 @@ class LoadRun:
         write_phase_csv(summary, self.results_dir / "phases.csv")
         self.last_summary = summary
         log.info("%s\nsummary: %s", format_table(summary), self.results_dir / "summary.json")
+        if options.csv_prefix:
+            # locust rewrites its CSV files once a second and not at exit: one more pass after the last request,
+            # so the CSV counts what summary.json counts.
+            gevent.sleep(locust_stats.CSV_STATS_INTERVAL_SEC + 0.2)
 
     def phase_rows(self) -> list[dict]:
         """One row per phase for the web UI's Black Friday tab."""
@@ -606,18 +612,25 @@ def on_reset_stats(**_kwargs):
 
 @events.test_stop.add_listener
 def on_test_stop(environment, **_kwargs):
-    if not run.is_worker():
-        run.stop()
-        if environment.parsed_options.csv_prefix:
-            # locust rewrites its CSV files once a second and not at exit: one more pass after the last request,
-            # so the CSV counts what summary.json counts.
-            gevent.sleep(locust_stats.CSV_STATS_INTERVAL_SEC + 0.2)
-        if not environment.parsed_options.headless:
-            # The web UI may start another run: it starts from deep stock too.
-            run.reset_stock()
+    if run.is_worker():
+        return
+    run.timeline.finish()
+    if isinstance(environment.runner, MasterRunner):
+        if environment.parsed_options.headless:
+            # A headless master fires test_stop before it tells the workers to quit; their last requests reach
+            # it with the final reports, before `quitting`, where the summary is written.
+            return
+        # Workers report every few seconds; the next report carries their last requests.
+        gevent.sleep(WORKER_REPORT_INTERVAL + 1)
+    run.summarise()
+    if not environment.parsed_options.headless:
+        # The web UI may start another run: it starts from deep stock too.
+        run.reset_stock()
 
 
 @events.quitting.add_listener
 def on_quitting(environment, **_kwargs):
+    if not run.is_worker():
+        run.summarise()
     if run.last_summary is not None:
         environment.process_exit_code = 0 if run.last_summary["passed"] else 1
