@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test serve lint migrate bench loadtest loadtest-ui synth clean
+.PHONY: run test serve lint migrate bench loadtest loadtest-ui synth checkov clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,21 @@ loadtest: $(VENV)/.dev
 ## loadtest-ui: the same with locust's web UI on http://127.0.0.1:8089 (Ctrl-C stops it and the server)
 loadtest-ui: $(VENV)/.dev
 	$(LOADTEST) --web-ui -- $(LOCUST_ARGS)
+
+## synth: regenerate templates_cfn/ from opsinfra/cfn, then check them (commit the result with the code)
+synth: $(VENV)/.dev
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py synth_stack
+	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py synth_stack --check
+
+# checkov has a virtualenv of its own: its dependencies conflict with the project's.
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed: requirements/checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
+	touch $@
+
+## checkov: the virtualenv tests/opsinfra/test_cfn_checkov.py runs checkov from (the test skips without it)
+checkov: $(CHECKOV_VENV)/.installed
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
