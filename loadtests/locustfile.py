@@ -396,6 +396,7 @@ class LoadRun:
         self.started_at: str | None = None
         self.results_dir: Path | None = None
         self.setup_errors: list[str] = []
+        self.load_before = (0.0, 0.0, 0.0)
         self.last_summary: dict | None = None
 
     @property
@@ -436,6 +437,7 @@ class LoadRun:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.results_dir = Path(options.results_dir) if options.results_dir else RESULTS_DIR / stamp
         self.cache_before = read_metrics(self.environment.host, options.metrics_token)
+        self.load_before = os.getloadavg()
 
     def reset_stock(self) -> None:
         """Deep stock for the next run. Not in test_start: a shape tick that changes the user count restarts
@@ -479,6 +481,9 @@ class LoadRun:
                 "peak_users": options.peak_users,
                 "bots": options.bots,
                 "setup_errors": self.setup_errors,
+                # The generator and (locally) the server share these CPUs: busy CPUs bend every percentile.
+                "cpu_count": os.cpu_count(),
+                "load_average_1m": {"start": self.load_before[0], "end": os.getloadavg()[0]},
             },
         )
         if self.setup_errors:
