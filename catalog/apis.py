@@ -64,26 +64,15 @@ _NOT_MODIFIED = OpenApiResponse(description="Not modified: the If-None-Match ETa
 
 
 class CachedProductApi(APIView):
-    """GET skips DRF's request wrapping: most answers are cached bytes, and the hit path stays a few dict lookups.
-
-    Errors still go through DRF's exception handler (shop.exceptions), the one place domain errors become HTTP.
+    """A product endpoint. catalog.middleware answers its GETs before the rest of the middleware runs; the view
+    answers what the middleware hands on: HEAD, and errors, which DRF's exception handler (shop.exceptions) renders.
     """
 
-    def dispatch(self, request, *args, **kwargs):
-        if request.method != "GET":
-            return super().dispatch(request, *args, **kwargs)
-        try:
-            return self.get(request, *args, **kwargs)
-        except DomainError as exc:
-            return self._error_response(request, exc, *args, **kwargs)
-
-    def _error_response(self, request, exc: DomainError, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-        self.request = self.initialize_request(request, *args, **kwargs)
-        self.headers = self.default_response_headers
-        response = self.handle_exception(exc)
-        response["Cache-Control"] = NO_STORE
-        return self.finalize_response(self.request, response, *args, **kwargs)
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code >= 400:
+            response["Cache-Control"] = NO_STORE
+        return response
 
 
 def cached_json_response(request, key: str, build) -> HttpResponse:
@@ -129,8 +118,12 @@ class ProductListApi(CachedProductApi):
         responses={200: ProductSerializer(many=True), 304: _NOT_MODIFIED, **_errors(400, 503)},
     )
     def get(self, request):
-        params = product_list_params(request.GET)
-        return cached_json_response(request, f"products?{params.query_string()}", lambda: product_list_response(params))
+        return product_list_get(request)
+
+
+def product_list_get(request) -> HttpResponse:
+    params = product_list_params(request.GET)
+    return cached_json_response(request, f"products?{params.query_string()}", lambda: product_list_response(params))
 
 
 def product_list_response(params: ProductListParams) -> cache.CachedResponse:
@@ -173,8 +166,12 @@ class ProductDetailApi(CachedProductApi):
         responses={200: ProductDetailSerializer, 304: _NOT_MODIFIED, **_errors(404, 503)},
     )
     def get(self, request, product_id):
-        pk = product_id_param(product_id)
-        return cached_json_response(request, f"product:{pk}", lambda: product_detail_response(pk))
+        return product_detail_get(request, product_id)
+
+
+def product_detail_get(request, product_id: str) -> HttpResponse:
+    pk = product_id_param(product_id)
+    return cached_json_response(request, f"product:{pk}", lambda: product_detail_response(pk))
 
 
 def product_detail_response(product_id: int) -> cache.CachedResponse:

@@ -50,6 +50,8 @@ MIDDLEWARE = [
     "shop.health.HealthMiddleware",
     "shop.middleware.RequestLogMiddleware",
     "shop.middleware.DatabaseUnavailableMiddleware",
+    # Product GETs (mostly cache hits) are answered here, before the session/auth/messages/CSRF work below.
+    "catalog.middleware.ProductCacheMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
