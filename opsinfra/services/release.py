@@ -18,8 +18,8 @@ from opsinfra.services.status import release_parameter_name
 
 MIGRATION_TIMEOUT_S = 900
 REFRESH_DONE = {"Successful", "Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed"}
-# Where the instance's environment file is (written by user data); it names the master database secret.
-INSTANCE_ENV_FILE = "/etc/shop/shop.env"
+# Where user data writes the instance's environment files (migrate.env names the master database secret).
+INSTANCE_ENV_DIR = "/etc/shop"
 
 
 @dataclass(frozen=True)
@@ -105,22 +105,22 @@ def bundle_upload(*, place: Place, version: str, path: Path) -> str:
 
 
 def migration_script(*, url: str) -> str:
-    """Shell run by SSM on one instance: install the new release beside the running one, then migrate with the
-    master database user (the app's own role may not change the schema). No `set -x`: it would log secrets."""
+    """Shell for an app stack without a migration document: install the new release beside the running one and
+    migrate with the master database user, from the environment files user data writes. No `set -x`: it would log
+    secrets."""
     quoted = shlex.quote(url)
     return "\n".join(
         [
             "set -euo pipefail",
             "work=$(mktemp -d /tmp/shop-migrate.XXXXXX)",
             "trap 'rm -rf \"$work\"' EXIT",
-            f'aws s3 cp --only-show-errors {quoted} "$work/release.tar.gz"',
+            f"set -a; . {INSTANCE_ENV_DIR}/app.env; . {INSTANCE_ENV_DIR}/migrate.env; set +a",
+            f'aws s3 cp --only-show-errors --region "$AWS_REGION" {quoted} "$work/release.tar.gz"',
             'tar -xzf "$work/release.tar.gz" -C "$work"',
             'python3.11 -m venv "$work/venv"',
             'wheels="$work/wheels" requirements="$work/requirements/base.txt"',
             '"$work/venv/bin/pip" install --quiet --no-index --find-links "$wheels" -r "$requirements"',
-            f"set -a; . {INSTANCE_ENV_FILE}; set +a",
-            'export DB_SECRET_ARN="${DB_MASTER_SECRET_ARN:?the instance environment names no DB_MASTER_SECRET_ARN}"',
-            'cd "$work" && "$work/venv/bin/python" manage.py migrate --no-input',
+            'cd "$work" && DB_SECRET_ARN="$DB_MASTER_SECRET_ARN" "$work/venv/bin/python" manage.py migrate --no-input',
         ]
     )
 
@@ -143,13 +143,26 @@ def migration_instance(*, place: Place) -> str:
     return healthy[0]
 
 
+def migration_document_parameters(*, place: Place) -> set[str]:
+    """The parameters the stack's migration document declares (it is the only document the deploy role may send)."""
+    ssm = aws.client("ssm", region=place.region)
+    try:
+        document = ssm.describe_document(Name=place.migration_document)["Document"]
+    except aws.aws_errors() as exc:
+        raise aws.call_failed(f"describe SSM document {place.migration_document}", exc) from exc
+    return {parameter["Name"] for parameter in document.get("Parameters", [])}
+
+
 def migrations_run(*, place: Place, version: str) -> Migration:
     """`manage.py migrate` of the new release on one instance, before any instance switches to it."""
     instance_id = migration_instance(place=place)
     ssm = aws.client("ssm", region=place.region)
     url = bundle_url(place, version)
     if place.migration_document:
-        document, parameters = place.migration_document, {"Bundle": [url]}
+        document = place.migration_document
+        declared = migration_document_parameters(place=place)
+        offered = {"Bundle": [url], "Version": [version]}
+        parameters = {name: value for name, value in offered.items() if name in declared}
     else:
         document, parameters = "AWS-RunShellScript", {"commands": [migration_script(url=url)]}
     try:
