@@ -181,6 +181,8 @@ def add_compute(
     group = t.add_resource(
         autoscaling.AutoScalingGroup(
             "ComputeAutoScalingGroup",
+            # A first boot installs packages through the NAT: no instance before the private routes exist.
+            DependsOn=network.egress_routes,
             VPCZoneIdentifier=network.private_subnets,
             LaunchTemplate=autoscaling.LaunchTemplateSpecification(
                 LaunchTemplateId=Ref(template), Version=GetAtt(template, "LatestVersionNumber")

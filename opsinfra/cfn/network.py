@@ -21,6 +21,7 @@ class Network:
     public_subnets: list[Ref]
     private_subnets: list[Ref]
     interface_endpoints_condition: str
+    egress_routes: list[str]  # logical ids: instances that boot before them cannot reach their packages
 
 
 def subnet_cidr(third_octet: int) -> str:
@@ -115,8 +116,10 @@ def add_network(t: Template, settings: StackSettings) -> Network:
         private_subnets.append(Ref(private))
         private_tables.append(table)
 
+    egress_routes = []
     for index, table in enumerate(private_tables):
         own_nat = Ref(nats[index])
+        egress_routes.append(f"NetworkPrivateRoute{index + 1}")
         t.add_resource(
             ec2.Route(
                 f"NetworkPrivateRoute{index + 1}",
@@ -148,6 +151,7 @@ def add_network(t: Template, settings: StackSettings) -> Network:
         public_subnets=public_subnets,
         private_subnets=private_subnets,
         interface_endpoints_condition="NetworkInterfaceEndpoints",
+        egress_routes=egress_routes,
     )
 
 

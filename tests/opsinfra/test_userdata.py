@@ -88,6 +88,11 @@ def test_userdata_every_placeholder_needs_a_value():
         userdata.render_text(values)
 
 
+def test_userdata_fits_ec2_user_data_limit():
+    # EC2 takes at most 16 KB of user data before base64.
+    assert len(_render().encode()) < 16 * 1024
+
+
 def test_userdata_bash_syntax(tmp_path):
     script = tmp_path / "user-data.sh"
     script.write_text(_render())
@@ -221,6 +226,7 @@ def test_userdata_every_boot_switches_release_then_completes_lifecycle(instance)
         f"python3.11 -m venv {release_dir}/venv",
         f"venv-pip install --quiet --no-index --find-links {release_dir}/wheels -r {release_dir}/requirements/base.txt",
         f"venv-python {release_dir}/manage.py collectstatic --noinput --verbosity 0",
+        f"venv-python -m compileall -q {release_dir}",
         "systemctl restart shop.service",
     ]
     for step, want in zip(steps, expected, strict=False):

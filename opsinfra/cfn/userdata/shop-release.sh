@@ -43,6 +43,8 @@ install_release() {
     set +a
     SHOP_VERSION="$version" "$target/venv/bin/python" "$target/manage.py" collectstatic --noinput --verbosity 0
   )
+  # shop.service sees the release read-only (ProtectSystem=strict): compile the bytecode now.
+  "$target/venv/bin/python" -m compileall -q "$target"
 }
 
 switch_to() {
