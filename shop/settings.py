@@ -237,6 +237,15 @@ OPSINFRA = {
     "PROJECT": "shop",
     "REGION": "us-east-1",
     "GITHUB_REPOSITORY": "example/shop",
+    # The ops commands (deploy_stack and friends). A template over this many bytes (compact JSON) goes to the
+    # artifacts bucket as a TemplateURL: CloudFormation takes at most 51,200 inline.
+    "TEMPLATE_URL_THRESHOLD": 51_200,
+    # deploy_stack writes outputs-<stack-name>.json here (relative to the project); purge_cdn and deploy_app read it.
+    "OUTPUTS_DIR": ".shop",
+    # Seconds between polls of a stack operation: the first, then backing off by half up to the second.
+    "POLL_SECONDS": (2, 15),
+    # Clients for which no region is given (CloudFront) use AWS_REGION as the AWS CLI v2 does, else boto3's chain.
+    "AWS_REGION": env.text("AWS_REGION"),
     "ENVIRONMENTS": {
         "production": _OPSINFRA_PRODUCTION,
         "staging": {
