@@ -134,6 +134,10 @@ def stack_settings_validate(stack: StackSettings) -> None:
             f"Auto Scaling sizes must satisfy min <= desired <= max, got {stack.asg_min}/{stack.asg_desired}/"
             f"{stack.asg_max}."
         )
+    if not stack.asg_min <= stack.prescale_capacity <= stack.asg_max:
+        raise StackConfigError(
+            f"prescale_capacity {stack.prescale_capacity} must lie within the group's {stack.asg_min}-{stack.asg_max}."
+        )
     if stack.nat_gateways not in (1, 3):
         raise StackConfigError(f"nat_gateways must be 1 or 3 (one per AZ), got {stack.nat_gateways}.")
     if "/" not in stack.github_repo:

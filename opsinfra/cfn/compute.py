@@ -101,7 +101,8 @@ def user_data_values(*, settings: StackSettings, wiring: AppWiring, log_groups: 
         "ReleaseParameter": wiring.release_parameter,
         "LifecycleHook": LIFECYCLE_HOOK,
         "AppPort": str(settings.app_port),
-        "BootTimeout": str(settings.boot_seconds),
+        # Half the lifecycle hook's heartbeat waits for /health; the other half installs packages and the release.
+        "BootTimeout": str(settings.boot_seconds // 2),
         "AllowedHosts": wiring.allowed_hosts,
         "AppSecretArn": wiring.app_secret,
         "DbSecretArn": wiring.database.app_user_secret,

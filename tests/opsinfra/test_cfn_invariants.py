@@ -86,6 +86,16 @@ def test_no_warm_pool_with_mixed_instances_policy(variant):
 
 
 @ALL_VARIANTS
+def test_warm_pool_size_does_not_depend_on_desired_capacity(variant):
+    body = template(*variant)
+    for pool in resources(body, "AWS::AutoScaling::WarmPool").values():
+        group = body["Resources"][pool["Properties"]["AutoScalingGroupName"]["Ref"]]["Properties"]
+        size, prepared = pool["Properties"]["MinSize"], pool["Properties"]["MaxGroupPreparedCapacity"]
+        sizes = {max(size, prepared - desired) for desired in range(int(group["MinSize"]), int(group["MaxSize"]) + 1)}
+        assert sizes == {size}
+
+
+@ALL_VARIANTS
 def test_redis_failover_has_at_least_two_nodes(variant):
     for group in resources(template(*variant), "AWS::ElastiCache::ReplicationGroup").values():
         properties = group["Properties"]

@@ -18,7 +18,7 @@ VALUES = {
     "ReleaseParameter": "/shop/production/release",
     "LifecycleHook": "shop-launch",
     "AppPort": "8000",
-    "BootTimeout": "600",
+    "BootTimeout": "300",
     "AllowedHosts": "shop-alb-123.us-east-1.elb.amazonaws.com",
     "AppSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:app-AbCdEf",
     "DbSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-app-AbCdEf",
@@ -269,7 +269,7 @@ def test_userdata_health_never_answers_abandons_the_launch(instance):
     box, script = instance
     assert box.run(script).returncode == 0
     instance_env = box.root / "etc/shop/instance.env"
-    instance_env.write_text(instance_env.read_text().replace("SHOP_BOOT_TIMEOUT=600", "SHOP_BOOT_TIMEOUT=0"))
+    instance_env.write_text(instance_env.read_text().replace("SHOP_BOOT_TIMEOUT=300", "SHOP_BOOT_TIMEOUT=0"))
     box.release("v1")
     # when
     done = box.run(_boot(box), HEALTH_EXIT="7")

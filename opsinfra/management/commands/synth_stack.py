@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from opsinfra.errors import StackConfigError
@@ -30,10 +31,11 @@ class Command(BaseCommand):
                 raise CommandError("--output needs --stack: it names one file.")
             for target_stack, target_env in targets:
                 result = template_synth(stack=target_stack, env=target_env, region=region, fmt=fmt)
-                path = Path(output) if output else template_path(target_stack, target_env, fmt)
+                path = Path(output).resolve() if output else template_path(target_stack, target_env, fmt)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(result.text)
-                self.stdout.write(self.style.SUCCESS(f"{path} ({result.region}): {result.summary()}."))
+                shown = path.relative_to(settings.BASE_DIR) if path.is_relative_to(settings.BASE_DIR) else path
+                self.stdout.write(self.style.SUCCESS(f"{shown} ({result.region}): {result.summary()}."))
         except StackConfigError as exc:
             raise CommandError(str(exc)) from exc
 
