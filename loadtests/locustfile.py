@@ -33,7 +33,7 @@ from loadtests import endpoints, outcomes, webui
 from loadtests.phases import Phase, PhaseTimeline, black_friday_phases
 from loadtests.recorder import PhaseRecorder, percentile
 from loadtests.shape import BlackFridayShape
-from loadtests.summary import build_summary, format_table, write_summary
+from loadtests.summary import build_summary, format_verdict, write_summary
 from loadtests.thresholds import Limits
 
 log = logging.getLogger("loadtests")
@@ -72,6 +72,12 @@ def add_options(parser):
     parser.add_argument("--request-timeout", type=float, default=10.0, help="Seconds before a request is a timeout.")
     parser.add_argument(
         "--reset-stock", type=int, default=0, help="Set every product's stock to this at each start (0: leave it)."
+    )
+    parser.add_argument(
+        "--sold-out-products",
+        type=int,
+        default=1,
+        help="With --reset-stock: the least popular products left with no stock, for real 409s to check.",
     )
     parser.add_argument("--results-dir", default="", help="Where summary.json goes (default results/<timestamp>).")
     limits = Limits()
@@ -447,7 +453,15 @@ class LoadRun:
             return
         self.setup_errors = []
         result = subprocess.run(
-            [sys.executable, "-m", "loadtests.stock", "--quantity", str(quantity)],
+            [
+                sys.executable,
+                "-m",
+                "loadtests.stock",
+                "--quantity",
+                str(quantity),
+                "--sold-out",
+                str(self.options.sold_out_products),
+            ],
             cwd=PROJECT_DIR,
             capture_output=True,
             text=True,
@@ -486,12 +500,11 @@ class LoadRun:
                 "load_average_1m": {"start": self.load_before[0], "end": os.getloadavg()[0]},
             },
         )
-        if self.setup_errors:
-            summary["passed"] = False
         write_summary(summary, self.results_dir / "summary.json")
         write_phase_csv(summary, self.results_dir / "phases.csv")
         self.last_summary = summary
-        log.info("%s\nsummary: %s", format_table(summary), self.results_dir / "summary.json")
+        # The whole table is in summary.json and phases.csv (and printed by loadtests/run.py): the log says the verdict.
+        log.info("%s\nsummary: %s", format_verdict(summary), self.results_dir / "summary.json")
         if options.csv_prefix:
             # locust rewrites its CSV files once a second and not at exit: one more pass after the last request,
             # so the CSV counts what summary.json counts.

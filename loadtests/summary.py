@@ -124,7 +124,8 @@ def build_summary(
         "limits": limits.to_dict(),
     }
     summary["thresholds"] = evaluate(summary, limits)
-    summary["passed"] = all(check["passed"] for check in summary["thresholds"])
+    # A run whose setup failed (stock not reset) proves nothing, whatever its numbers.
+    summary["passed"] = all(check["passed"] for check in summary["thresholds"]) and not run.get("setup_errors")
     return summary
 
 
@@ -176,9 +177,15 @@ def format_table(summary: dict) -> str:
         f"(app counters before {_cell((cache['before'] or {}).get('cache_hit_rate'))}, "
         f"after {_cell((cache['after'] or {}).get('cache_hit_rate'))})"
     )
+    lines.append(format_verdict(summary))
+    return "\n".join(lines)
+
+
+def format_verdict(summary: dict) -> str:
+    """Each failed threshold, then PASSED or FAILED with the count of thresholds met."""
     failed = [check for check in summary["thresholds"] if not check["passed"]]
-    for check in failed:
-        lines.append(f"FAILED {check['phase']}: {check['name']} = {check['value']}, wanted {check['rule']}")
+    lines = [f"FAILED {check['phase']}: {check['name']} = {check['value']}, wanted {check['rule']}" for check in failed]
+    lines += [f"setup: {error}" for error in summary["run"].get("setup_errors", [])]
     checked = sum(1 for check in summary["thresholds"] if not check["skipped"])
     lines.append(f"{'PASSED' if summary['passed'] else 'FAILED'}: {checked - len(failed)}/{checked} thresholds met")
     return "\n".join(lines)

@@ -179,3 +179,19 @@ def test_write_summary_and_format_table(tmp_path, plan, timeline):
     assert peak_line.split()[3:9] == ["100", "10.0", "50", "95", "99", "100"]
     assert "FAILED peak: p95 GET /api/products/[id] (ms) = 95, wanted < 1" in table
     assert table.endswith("thresholds met")
+
+
+def test_build_summary_a_failed_stock_reset_fails_the_run(plan, timeline):
+    summary = build_summary(
+        recorder=healthy_recorder(),
+        timeline=timeline,
+        plan=plan,
+        limits=Limits(),
+        cache_before=None,
+        cache_after=None,
+        run={"setup_errors": ["stock reset failed: no inventory rows"]},
+    )
+
+    assert failed(summary) == set()
+    assert summary["passed"] is False
+    assert format_table(summary).endswith("setup: stock reset failed: no inventory rows\nFAILED: 24/24 thresholds met")
