@@ -51,7 +51,7 @@ def client(service: str, *, region: str | None = None):
     """A boto3 client with the toolkit's retry policy; raises AwsConfigError when credentials or region are missing."""
     from botocore.config import Config
 
-    config = Config(retries={"mode": RETRY_MODE, "max_attempts": MAX_ATTEMPTS}, user_agent_appid="shop-opsinfra")
+    config = Config(retries={"mode": RETRY_MODE, "total_max_attempts": MAX_ATTEMPTS}, user_agent_appid="shop-opsinfra")
     return _session(region).client(service, config=config)
 
 
