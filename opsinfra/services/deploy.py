@@ -126,6 +126,7 @@ class Plan:
     change_set: ChangeSet | None  # None: the stack is up to date
     template_url: str | None
     template_size: int
+    parameters: tuple[dict, ...] = ()
 
     @property
     def up_to_date(self) -> bool:
@@ -278,6 +279,7 @@ def deploy_plan(
         change_set=change_set,
         template_url=template_url,
         template_size=template.size,
+        parameters=tuple(parameters),
     )
 
 

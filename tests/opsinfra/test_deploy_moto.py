@@ -209,3 +209,15 @@ def test_deploy_without_credentials_says_so_in_one_sentence(aws_env, small_stack
 
     with pytest.raises(CommandError, match=r"^No AWS credentials found: set AWS_PROFILE"):
         run("deploy_stack", "--stack", "bootstrap", "--no-input")
+
+
+def test_deploy_verbosity_2_shows_what_each_parameter_gets(bootstrapped):
+    run("deploy_stack", "--no-input", "--parameter", "OidcProviderArn=arn:aws:iam::1:oidc-provider/x")
+
+    out, _ = run("deploy_stack", "--no-execute", "--parameter", "InstanceType=t3.large", verbosity=2)
+
+    assert f"  parameter ArtifactsBucketName = {bootstrapped['ArtifactsBucketName']}" in out
+    assert "  parameter InstanceType = t3.large" in out
+    assert "  parameter AlertEmail = ops@example.com" in out
+    assert "  parameter OidcProviderArn = (previous value)" in out
+    assert "Template: " in out and "bytes compact, sent inline." in out

@@ -62,6 +62,9 @@ class Command(BaseCommand):
             if self.verbosity >= 2:
                 where = f"from {plan.template_url}" if plan.template_url else "inline"
                 self.stdout.write(f"Template: {plan.template_size:,} bytes compact, sent {where}.")
+                for parameter in plan.parameters:
+                    value = "(previous value)" if parameter.get("UsePreviousValue") else parameter["ParameterValue"]
+                    self.stdout.write(f"  parameter {parameter['ParameterKey']} = {value}")
             if plan.up_to_date:
                 self.stdout.write(self.style.SUCCESS(f"Stack {target.stack_name} is up to date: nothing to deploy."))
                 if options["fail_on_empty"]:
