@@ -29,7 +29,24 @@ def product_detail(*, product_id: int) -> dict | None:
 
 
 def product_categories() -> list[str]:
-    return list(Product.objects.order_by("category").values_list("category", flat=True).distinct())
+    if connection.vendor != "postgresql":
+        return list(Product.objects.order_by("category").values_list("category", flat=True).distinct())
+    # PostgreSQL 15 has no skip scan: DISTINCT reads all 100,000 index entries (about 20 ms), while one index probe
+    # per category (a "loose index scan" on the (category, id) index) takes well under a millisecond.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            WITH RECURSIVE categories AS (
+                (SELECT category FROM catalog_product ORDER BY category LIMIT 1)
+                UNION ALL
+                SELECT (SELECT p.category FROM catalog_product p WHERE p.category > c.category
+                        ORDER BY p.category LIMIT 1)
+                FROM categories c WHERE c.category IS NOT NULL
+            )
+            SELECT category FROM categories WHERE category IS NOT NULL
+            """
+        )
+        return [row[0] for row in cursor.fetchall()]
 
 
 def product_list_with_stock(*, category: str, q: str, offset: int, limit: int) -> list[dict]:

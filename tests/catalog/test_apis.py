@@ -3,6 +3,7 @@
 import pytest
 
 from catalog.models import Inventory, Product
+from catalog.selectors import product_categories
 from catalog.serializers import InventorySerializer, ProductDetailSerializer, ProductSerializer
 
 pytestmark = pytest.mark.django_db
@@ -203,3 +204,11 @@ def test_product_endpoints_refuse_writes(client, make_products):
 
     assert response.status_code == 405
     assert Product.objects.count() == 1
+
+
+def test_product_categories_lists_each_category_once_in_order(make_products):
+    make_products(4, category="Toys")
+    make_products(2, category="Books")
+    make_products(1, category="Garden")
+
+    assert product_categories() == ["Books", "Garden", "Toys"]
