@@ -38,7 +38,7 @@ def storefront(request):
         "low_stock": LOW_STOCK,
     }
     response = render(request, "catalog/storefront.html", context, status=400 if error else 200)
-    response["Cache-Control"] = STOREFRONT_CACHE_CONTROL
+    response["Cache-Control"] = "no-store" if error else STOREFRONT_CACHE_CONTROL
     return response
 
 

@@ -84,3 +84,4 @@ def test_storefront_explains_bad_parameters(client, make_products):
 
     assert response.status_code == 400
     assert "page must be a whole number" in response.content.decode()
+    assert response["Cache-Control"] == "no-store"
