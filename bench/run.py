@@ -211,6 +211,11 @@ def deepen_stock(url: str) -> None:
         conn.execute("UPDATE catalog_inventory SET quantity = %s", (DEEP_STOCK,))
 
 
+def product_count(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM catalog_product").fetchone()[0]
+
+
 def deadlocks(url: str) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
@@ -409,6 +414,9 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
     manage("migrate", "--noinput", env=env)
     manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
     manage("seed_products", "--products", str(products_count), "--seed", "1", env=env)
+    seeded = product_count(database_url)
+    if seeded != products_count:
+        raise RuntimeError(f"seed_products left {seeded} products, not {products_count}")
     if name == "small":
         deepen_stock(database_url)
     flush_redis(cfg.redis_url)
@@ -426,6 +434,9 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
         shop.wait_ready("/health")
         cold.wait_ready("/health")
         _, headers, body = fetch(shop.url + "/api/products")
+        if headers.get("X-Cache-Status") != "MISS":
+            # A HIT here would be another catalogue's bytes: BENCH_REDIS_URL must be this bench's alone.
+            raise RuntimeError(f"the first product list was a {headers.get('X-Cache-Status')}, not a MISS")
         products = json.loads(body)
         total = int(headers.get("X-Total-Count", len(products)))
         floor_body.write_bytes(body)
@@ -443,6 +454,8 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
         if cfg.only:
             endpoints = [endpoint for endpoint in endpoints if endpoint.name in cfg.only or endpoint.name == "floor"]
         print(f"   list body {len(body)} bytes, X-Total-Count {total}", flush=True)
+        for endpoint in endpoints:
+            print(f"   {endpoint.name:<22} {endpoint.server:<6} {endpoint.path}", flush=True)
 
         deadlocks_before = deadlocks(database_url)
         runs = measure(cfg, endpoints, servers)
