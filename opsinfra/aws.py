@@ -85,5 +85,7 @@ def call_failed(action: str, exc: Exception) -> AwsCallError:
 def aws_errors():
     """The exception classes a boto3 call raises for a refused or failed call."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
-    return (BotoCoreError, ClientError)
+    # An endpoint answering garbage (a broken emulator, a proxy's error page) raises ResponseParserError.
+    return (BotoCoreError, ClientError, ResponseParserError)

@@ -8,7 +8,8 @@ import boto3
 import pytest
 
 from opsinfra.services import deploy, templates
-from tests.opsinfra.conftest import STANDING_IN, run
+from tests.opsinfra.conftest import run
+from tests.opsinfra.emulator import STANDING_IN
 
 APP_OUTPUTS = {
     "DistributionId",

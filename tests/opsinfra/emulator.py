@@ -1,0 +1,191 @@
+"""moto 5.2.5's CloudFormation, completed where the shop's templates need it; used by the tests (conftest) and by
+`python -m tests.opsinfra.emulator`, which serves it on 127.0.0.1 to try the ops commands offline.
+
+Each patch names the gap it fills. None changes what a template says: resources moto does not model get stand-ins.
+"""
+
+import argparse
+import json
+import logging
+import signal
+
+import pytest
+
+
+def patch_moto(patcher: pytest.MonkeyPatch) -> None:
+    _patch_moto_change_sets(patcher)
+    _patch_moto_missing_types(patcher)
+    _patch_moto_rds_references(patcher)
+    _patch_moto_elbv2_attributes(patcher)
+    _patch_moto_ssm_documents(patcher)
+
+
+def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 executes a change set without re-reading the stack's template: the stack keeps no Outputs, its
+    parameters stay those of the first change set, and a later identical update is not seen as empty. Finish the
+    job the way CloudFormation does: template, parameters and outputs become the change set's."""
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self, change_set_name, stack_name=None):
+        original(self, change_set_name, stack_name)
+        change_set = self.describe_change_set(change_set_name)
+        stack = self.stacks[change_set.stack_id]
+        stack._parse_template()
+        stack.description = stack.template_dict.get("Description")
+        stack.parameters = change_set.parameters
+        stack.output_map = stack._create_output_map()
+
+    patcher.setattr(CloudFormationBackend, "execute_change_set", execute_change_set)
+
+
+# Resource types moto 5.2.5's CloudFormation cannot create, filled by stand-ins (see _patch_moto_missing_types).
+STANDING_IN: set[str] = set()
+
+
+def _patch_moto_missing_types(patcher: pytest.MonkeyPatch) -> None:
+    """moto skips resource types it does not model (RDS Proxy, ElastiCache replication groups, WAF, alarms...), and
+    then any Ref or GetAtt naming one fails the whole stack. A stand-in gives such a resource a physical id and an
+    answer to every attribute, so the real templates deploy end to end; the types are recorded in STANDING_IN."""
+    from moto.cloudformation import parsing
+    from moto.core.common_models import CloudFormationModel
+
+    original = parsing.resource_class_from_type
+    stand_ins: dict[str, type] = {}
+
+    def resource_class_from_type(resource_type):
+        found = original(resource_type)
+        if found is not None or resource_type in parsing.NULL_MODELS:
+            return found
+        if resource_type not in stand_ins:
+            stand_ins[resource_type] = _stand_in_class(CloudFormationModel, resource_type)
+        STANDING_IN.add(resource_type)
+        return stand_ins[resource_type]
+
+    patcher.setattr(parsing, "resource_class_from_type", resource_class_from_type)
+
+
+def _patch_moto_rds_references(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5's DBParameterGroup has no physical_resource_id, so a Ref to it hands the DB instance the model
+    object instead of its name and the create fails; a Ref to one answers its name, as in CloudFormation."""
+    from moto.rds.models import DBParameterGroup
+
+    patcher.setattr(DBParameterGroup, "physical_resource_id", property(lambda group: group.name), raising=False)
+
+
+def _patch_moto_elbv2_attributes(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 answers no GetAtt on a target group and not LoadBalancerFullName or CanonicalHostedZoneID on a
+    load balancer, which the alarms, the dashboard and the DNS records use; answer them as CloudFormation does."""
+    from moto.elbv2.models import FakeLoadBalancer, FakeTargetGroup
+
+    def target_group_attribute(group, name):
+        return {
+            "TargetGroupArn": group.arn,
+            "TargetGroupName": group.name,
+            "TargetGroupFullName": group.arn.split(":", 5)[-1],
+            "LoadBalancerArns": list(getattr(group, "load_balancer_arns", [])),
+        }[name]
+
+    original = FakeLoadBalancer.get_cfn_attribute
+
+    def load_balancer_attribute(balancer, name):
+        if name == "LoadBalancerFullName":
+            return balancer.arn.split(":loadbalancer/", 1)[-1]
+        if name == "CanonicalHostedZoneID":
+            return "Z35SXDOTRQ7X7K"  # the ALB zone of us-east-1
+        if name == "SecurityGroups":
+            return list(balancer.security_groups)
+        return original(balancer, name)
+
+    patcher.setattr(FakeTargetGroup, "get_cfn_attribute", target_group_attribute, raising=False)
+    patcher.setattr(FakeLoadBalancer, "get_cfn_attribute", load_balancer_attribute)
+
+
+def _patch_moto_ssm_documents(patcher: pytest.MonkeyPatch) -> None:
+    """CloudFormation takes an SSM document's Content as an object and defaults DocumentFormat to JSON; moto 5.2.5
+    wants a string and rejects a missing format."""
+    from moto.ssm.models import Document
+
+    original = Document.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = dict(cloudformation_json.get("Properties", {}))
+        properties.setdefault("DocumentFormat", "JSON")
+        if isinstance(properties.get("Content"), dict | list):
+            properties["Content"] = json.dumps(properties["Content"])
+        resource_json = {**cloudformation_json, "Properties": properties}
+        return original(cls, resource_name, resource_json, account_id, region_name, **kwargs)
+
+    patcher.setattr(Document, "create_from_cloudformation_json", classmethod(create))
+
+
+def _stand_in_class(base, resource_type: str):
+    class StandIn(base):
+        # moto's model registry names the service after the defining module, also under `python -m`.
+        __module__ = "tests.opsinfra.emulator"
+
+        def __init__(self, physical_id: str, properties: dict):
+            self.physical_id = physical_id
+            self.properties = properties
+
+        @staticmethod
+        def cloudformation_type() -> str:
+            return resource_type
+
+        @staticmethod
+        def cloudformation_name_type() -> str:
+            return ""
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            return cls(resource_name, cloudformation_json.get("Properties", {}))
+
+        @classmethod
+        def update_from_cloudformation_json(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        ):
+            original_resource.properties = cloudformation_json.get("Properties", {})
+            return original_resource
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            return None
+
+        @property
+        def physical_resource_id(self) -> str:
+            return self.physical_id
+
+        @classmethod
+        def has_cfn_attr(cls, attr: str) -> bool:
+            return True
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            return f"{self.physical_id}-{attribute_name.replace('.', '-').lower()}"
+
+    StandIn.__name__ = StandIn.__qualname__ = "StandIn" + resource_type.replace("::", "")
+    return StandIn
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="moto's server with the shop's CloudFormation patches.")
+    parser.add_argument("--port", type=int, default=5000)
+    port = parser.parse_args().port
+    from moto.server import ThreadedMotoServer
+
+    patch_moto(pytest.MonkeyPatch())
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    print(f"moto with the shop's patches on http://127.0.0.1:{port}; Ctrl-C stops it.")
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
