@@ -26,7 +26,16 @@ FAILED = "failed"
 NO_ANSWER = "no_answer"
 # Outcomes of a shopper's valid attempt: the sale happened, or the product really was sold out.
 SUCCESSFUL_OUTCOMES = frozenset({CREATED, SOLD_OUT})
-OUTCOME_STATUS = {CREATED: "201", SOLD_OUT: "409", IN_STOCK_409: "409", UNVERIFIED_409: "409", RATE_LIMITED: "429"}
+OUTCOME_STATUS = {
+    CREATED: "201",
+    SOLD_OUT: "409",
+    IN_STOCK_409: "409",
+    UNVERIFIED_409: "409",
+    RATE_LIMITED: "429",
+    REJECTED: "other 4xx",
+    FAILED: "5xx",
+    NO_ANSWER: "no answer",
+}
 
 
 def is_timeout(exception: BaseException | None) -> bool:

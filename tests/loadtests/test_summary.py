@@ -195,3 +195,15 @@ def test_build_summary_a_failed_stock_reset_fails_the_run(plan, timeline):
     assert failed(summary) == set()
     assert summary["passed"] is False
     assert format_table(summary).endswith("setup: stock reset failed: no inventory rows\nFAILED: 24/24 thresholds met")
+
+
+def test_build_summary_checkouts_without_an_answer_are_named_by_status(plan, timeline):
+    recorder = healthy_recorder()
+    recorder.record_checkout(phase="peak", role="shopper", outcome=outcomes.NO_ANSWER)
+    recorder.record_checkout(phase="peak", role="shopper", outcome=outcomes.FAILED)
+
+    summary = summarise(recorder, timeline, plan)
+
+    shopper = next(block for block in summary["phases"] if block["name"] == "peak")["checkout"]["shopper"]
+    assert shopper["by_status"] == {"201": 10, "5xx": 1, "no answer": 1}
+    assert shopper["success_share"] == round(10 / 12, 4)
