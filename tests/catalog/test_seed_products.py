@@ -114,3 +114,21 @@ def test_seed_products_invalidates_the_product_cache(client, django_capture_on_c
 
     assert response["X-Cache-Status"] == "MISS"
     assert len(response.json()) == 8
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_seed_products_shows_progress_on_a_terminal_only(monkeypatch):
+    monkeypatch.setattr("catalog.seeding.BATCH_SIZE", 40)
+    terminal = Terminal()
+
+    call_command("seed_products", stdout=terminal)
+    piped = seed("--products", "120")
+
+    assert "\r  40/100 products" in terminal.getvalue()
+    assert "\r  100/100 products" in terminal.getvalue()
+    assert "Seeded products: created 100" in terminal.getvalue().splitlines()[-1]
+    assert "\r" not in piped
