@@ -1,4 +1,5 @@
-"""The shop's Black-Friday load test: shoppers (and, with --bots N, bots) under BlackFridayShape.
+"""The shop's Black-Friday load test: shoppers (and, with --bots N, bots; loadtests/users.py) under
+BlackFridayShape, with its options, per-phase recording and summary.
 
     locust -f loadtests/locustfile.py --headless --host http://127.0.0.1:8501 --time-scale 0.05 --peak-users 50
 
@@ -7,34 +8,29 @@ summary.json to --results-dir (default loadtests/results/<UTC timestamp>/) and t
 any threshold fails.
 """
 
-import csv
 import json
 import logging
 import os
-import random
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
-from itertools import accumulate
 from pathlib import Path
 from urllib import error as urlerror
 from urllib import request as urlrequest
-from urllib.parse import urlencode
 
 import gevent
-from gevent.lock import Semaphore
-from locust import FastHttpUser, between, constant, events, task
+from locust import events
 from locust import stats as locust_stats
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
-from loadtests import endpoints, outcomes, webui
+from loadtests import outcomes, webui
 from loadtests.phases import Phase, PhaseTimeline, black_friday_phases
 from loadtests.recorder import PhaseRecorder, percentile
 from loadtests.shape import BlackFridayShape
-from loadtests.summary import build_summary, format_verdict, write_summary
+from loadtests.summary import build_summary, format_verdict, write_phase_csv, write_summary
 from loadtests.thresholds import Limits
+from loadtests.users import Bot, Shopper, token_pool
 
 log = logging.getLogger("loadtests")
 
@@ -42,10 +38,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = PROJECT_DIR / "loadtests" / "results"
 PHASE_MESSAGE = "shop_phase"
 REPORT_KEY = "shop_phases"
-# A client that timed out sends its checkout again with the same Idempotency-Key; this share of shoppers'
-# confirmed checkouts does so, and must get the same order back.
-REPLAY_SHARE = 0.05
-INVENTORY_BATCH_SIZE = 20
 
 
 # --- Options -----------------------------------------------------------------------------------------------
@@ -107,271 +99,6 @@ def limits_from(options) -> Limits:
         min_checkout_success=options.min_checkout_success,
         min_created_share=options.min_created_share,
     )
-
-
-# --- What the users share within one process ----------------------------------------------------------------
-
-
-def parsed_body(response):
-    try:
-        return json.loads(response.text or "null")
-    except (ValueError, TypeError):
-        return None
-
-
-def response_json(response) -> dict:
-    body = parsed_body(response)
-    return body if isinstance(body, dict) else {}
-
-
-def fail(response, kind: str, message: str) -> None:
-    response.request_meta["context"]["error_kind"] = kind
-    response.failure(message)
-
-
-class Catalogue:
-    """Product ids and categories, read once per process from the first page of the product list.
-
-    Shoppers favour a few hot products (weight 1/rank), as on a sale night; bots walk the whole list."""
-
-    def __init__(self):
-        self.ids: list[int] = []
-        self.categories: list[str] = []
-        self.pages = 1
-        self._cumulative: list[float] = []
-
-    def load(self, client) -> bool:
-        if self.ids:
-            return True
-        with client.get("/api/products", name=endpoints.PRODUCT_LIST, catch_response=True) as response:
-            body = parsed_body(response) if response.status_code == 200 else None
-            if not isinstance(body, list) or not body:
-                if response.status_code == 200:
-                    fail(response, outcomes.BAD_RESPONSE, "the product list is empty: seed the catalogue first")
-                return False
-        self.ids = [product["id"] for product in body]
-        self.categories = sorted({product["category"] for product in body})
-        total = int(response.headers.get("X-Total-Count") or len(self.ids))
-        self.pages = max(1, -(-total // len(self.ids)))
-        self._cumulative = list(accumulate(1 / rank for rank in range(1, len(self.ids) + 1)))
-        return True
-
-    def hot_product(self) -> int:
-        return random.choices(self.ids, cum_weights=self._cumulative)[0]
-
-    def any_product(self) -> int:
-        return random.choice(self.ids)
-
-
-class TokenPool:
-    """Pre-seeded session tokens (seed_products --sessions N), one per shopper until they run out."""
-
-    def __init__(self):
-        self.tokens: list[str] = []
-
-    def load(self, path: str) -> None:
-        self.tokens = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()] if path else []
-        random.shuffle(self.tokens)
-
-    def take(self) -> str | None:
-        return self.tokens.pop() if self.tokens else None
-
-
-catalogue = Catalogue()
-token_pool = TokenPool()
-
-
-def create_session(client) -> str | None:
-    with client.post("/api/sessions", json={}, name=endpoints.SESSION_CREATE, catch_response=True) as response:
-        token = response_json(response).get("session_token") if response.status_code == 201 else None
-        if response.status_code == 201 and not token:
-            fail(response, outcomes.BAD_RESPONSE, "201 without a session_token")
-        return token
-
-
-# --- Users ---------------------------------------------------------------------------------------------------
-
-
-class Shopper(FastHttpUser):
-    """Browses (60 %: 30 % the list, 70 % a product page), looks up stock (20 %) and buys (20 %), with one
-    session of its own and 0.5-2.5 s between actions."""
-
-    wait_time = between(0.5, 2.5)
-
-    def on_start(self):
-        self.session_token = token_pool.take()
-        catalogue.load(self.client)
-        self.session()
-
-    def session(self) -> str | None:
-        if self.session_token is None:
-            self.session_token = create_session(self.client)
-        return self.session_token
-
-    @task(18)
-    def browse_list(self):
-        if not catalogue.load(self.client):
-            return
-        query = {"page": random.randint(1, catalogue.pages)}
-        if random.random() < 0.25:
-            query = {"category": random.choice(catalogue.categories)}
-        self.client.get(f"/api/products?{urlencode(query)}", name=endpoints.PRODUCT_LIST)
-
-    @task(42)
-    def view_product(self):
-        if catalogue.load(self.client):
-            self.client.get(f"/api/products/{catalogue.hot_product()}", name=endpoints.PRODUCT_PAGE)
-
-    @task(20)
-    def check_inventory(self):
-        if not catalogue.load(self.client):
-            return
-        if random.random() < 0.25:
-            ids = random.sample(catalogue.ids, min(INVENTORY_BATCH_SIZE, len(catalogue.ids)))
-            self.client.get(f"/api/inventory?product_ids={','.join(map(str, ids))}", name=endpoints.INVENTORY_BATCH)
-        else:
-            self.client.get(f"/api/inventory/{catalogue.hot_product()}", name=endpoints.INVENTORY_ONE)
-
-    @task(20)
-    def checkout(self):
-        if not catalogue.load(self.client) or self.session() is None:
-            return
-        product_id, quantity = catalogue.hot_product(), random.randint(1, 3)
-        body = {"session_token": self.session_token, "product_id": product_id, "quantity": quantity}
-        key = uuid.uuid4().hex
-        with self.client.post(
-            "/api/checkout",
-            json=body,
-            headers={"Idempotency-Key": key},
-            name=endpoints.CHECKOUT,
-            catch_response=True,
-            context={"checkout_role": "shopper"},
-        ) as response:
-            answer = response_json(response)
-            stock = None
-            if response.status_code == 409 and answer.get("code") == "insufficient_stock":
-                stock = self.stock_of(product_id)
-            outcome = outcomes.checkout_outcome(
-                status=response.status_code,
-                code=answer.get("code"),
-                product_ids=answer.get("product_ids") or [],
-                product_id=product_id,
-                quantity=quantity,
-                stock=stock,
-            )
-            response.request_meta["context"]["checkout_outcome"] = outcome
-            judge_shopper_checkout(response, outcome, answer, stock)
-        if outcome == outcomes.CREATED and answer.get("order_id") and random.random() < REPLAY_SHARE:
-            self.replay(body, key, answer["order_id"])
-
-    def stock_of(self, product_id: int) -> int | None:
-        with self.client.get(
-            f"/api/inventory/{product_id}", name=endpoints.INVENTORY_VERIFY, catch_response=True
-        ) as response:
-            quantity = response_json(response).get("quantity") if response.status_code == 200 else None
-            return quantity if isinstance(quantity, int) else None
-
-    def replay(self, body: dict, key: str, order_id) -> None:
-        with self.client.post(
-            "/api/checkout",
-            json=body,
-            headers={"Idempotency-Key": key},
-            name=endpoints.CHECKOUT_REPLAY,
-            catch_response=True,
-        ) as response:
-            if response.status_code == 429:
-                fail(response, outcomes.THROTTLED, "429 for a shopper's replayed checkout")
-            elif response.status_code in (201, 409) or 400 <= response.status_code < 500:
-                replayed = response_json(response).get("order_id")
-                if response.status_code == 201 and replayed == order_id:
-                    response.success()
-                else:
-                    fail(
-                        response,
-                        outcomes.REPLAY_MISMATCH,
-                        f"replay answered {response.status_code} order {replayed}, first answer was order {order_id}",
-                    )
-
-
-def judge_shopper_checkout(response, outcome: str, answer: dict, stock: int | None) -> None:
-    status = response.status_code
-    if outcome == outcomes.CREATED:
-        if answer.get("order_id") is None:
-            fail(response, outcomes.BAD_RESPONSE, "201 without an order_id")
-        else:
-            response.success()
-    elif outcome in (outcomes.SOLD_OUT, outcomes.UNVERIFIED_409):
-        # An unverified 409 is no error of the checkout (the failed stock read is counted on its own), but it
-        # is no success either: it lowers the checkout success share.
-        response.success()
-    elif outcome == outcomes.IN_STOCK_409:
-        fail(response, outcomes.STOCK_MISMATCH, f"409 insufficient_stock while the inventory shows {stock}")
-    elif outcome == outcomes.RATE_LIMITED:
-        fail(response, outcomes.THROTTLED, "429 for a shopper: only bots sharing a session should be limited")
-    elif outcome == outcomes.REJECTED:
-        fail(response, outcomes.CLIENT_ERROR, f"{status} {answer.get('code')}: {answer.get('detail')}")
-    # 5xx and no answer: locust's own verdict (a failure) stands, and the kind comes from the status/exception.
-
-
-class BotSession:
-    """The one session every bot of a process shares, so the per-session limit throttles them together."""
-
-    token: str | None = None
-    # Bots start together: without the lock each would create a session of its own.
-    lock = Semaphore()
-
-    @classmethod
-    def get(cls, client) -> str | None:
-        with cls.lock:
-            if cls.token is None:
-                cls.token = create_session(client)
-        return cls.token
-
-
-class Bot(FastHttpUser):
-    """Scrapes product pages and hammers checkout with no think time; its 429s are expected."""
-
-    wait_time = constant(0)
-    fixed_count = 0
-
-    def on_start(self):
-        catalogue.load(self.client)
-
-    @task
-    def scrape(self):
-        if catalogue.load(self.client):
-            self.client.get(f"/api/products/{catalogue.any_product()}", name=endpoints.PRODUCT_PAGE)
-
-    @task
-    def hammer_checkout(self):
-        if not catalogue.load(self.client):
-            return
-        token = BotSession.get(self.client)
-        if token is None:
-            return
-        body = {"session_token": token, "product_id": catalogue.any_product(), "quantity": 1}
-        with self.client.post(
-            "/api/checkout",
-            json=body,
-            headers={"Idempotency-Key": uuid.uuid4().hex},
-            name=endpoints.BOT_CHECKOUT,
-            catch_response=True,
-            context={"checkout_role": "bot"},
-        ) as response:
-            answer = response_json(response)
-            outcome = outcomes.checkout_outcome(
-                status=response.status_code,
-                code=answer.get("code"),
-                product_ids=answer.get("product_ids") or [],
-                product_id=body["product_id"],
-                quantity=1,
-                stock=None,
-            )
-            response.request_meta["context"]["checkout_outcome"] = outcome
-            if outcome in (outcomes.CREATED, outcomes.RATE_LIMITED, outcomes.UNVERIFIED_409):
-                response.success()
-            elif outcome == outcomes.REJECTED:
-                fail(response, outcomes.CLIENT_ERROR, f"{response.status_code} {answer.get('code')}")
 
 
 # --- The run: phases, recording, summary ----------------------------------------------------------------------
@@ -548,30 +275,6 @@ class LoadRun:
             else 0,
             "phases": self.phase_rows(),
         }
-
-
-def write_phase_csv(summary: dict, path: Path) -> None:
-    """phases.csv: locust's CSV columns, one row per phase and endpoint (locust's own CSV has no phases)."""
-    with path.open("w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["Phase", "Name", "Requests", "Failures", "RPS", "p50", "p95", "p99", "Max", "Errors"])
-        for block in [*summary["phases"], summary["all"]]:
-            for name, row in [*block["endpoints"].items(), ("Aggregated", block["totals"])]:
-                errors = ";".join(f"{kind}={count}" for kind, count in row["errors"].items())
-                writer.writerow(
-                    [
-                        block["name"],
-                        name,
-                        row["requests"],
-                        row["failures"],
-                        row["rps"],
-                        row["p50_ms"],
-                        row["p95_ms"],
-                        row["p99_ms"],
-                        row["max_ms"],
-                        errors,
-                    ]
-                )
 
 
 run = LoadRun()

@@ -1,6 +1,7 @@
 """summary.json: per phase and per endpoint counts, rates, percentiles, errors, checkout outcomes, the app's
 cache hit rate before and after, and the verdict of every threshold; plus the table printed at the end."""
 
+import csv
 import json
 from collections import Counter
 from pathlib import Path
@@ -132,6 +133,30 @@ def build_summary(
 def write_summary(summary: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def write_phase_csv(summary: dict, path: Path) -> None:
+    """phases.csv: locust's CSV columns, one row per phase and endpoint (locust's own CSV has no phases)."""
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["Phase", "Name", "Requests", "Failures", "RPS", "p50", "p95", "p99", "Max", "Errors"])
+        for block in [*summary["phases"], summary["all"]]:
+            for name, row in [*block["endpoints"].items(), ("Aggregated", block["totals"])]:
+                errors = ";".join(f"{kind}={count}" for kind, count in row["errors"].items())
+                writer.writerow(
+                    [
+                        block["name"],
+                        name,
+                        row["requests"],
+                        row["failures"],
+                        row["rps"],
+                        row["p50_ms"],
+                        row["p95_ms"],
+                        row["p99_ms"],
+                        row["max_ms"],
+                        errors,
+                    ]
+                )
 
 
 def _cell(value) -> str:

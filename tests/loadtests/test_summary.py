@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -5,7 +6,7 @@ import pytest
 from loadtests import endpoints, outcomes
 from loadtests.phases import PhaseTimeline, black_friday_phases
 from loadtests.recorder import PhaseRecorder
-from loadtests.summary import build_summary, format_table, write_summary
+from loadtests.summary import build_summary, format_table, write_phase_csv, write_summary
 from loadtests.thresholds import Limits
 
 
@@ -207,3 +208,16 @@ def test_build_summary_checkouts_without_an_answer_are_named_by_status(plan, tim
     shopper = next(block for block in summary["phases"] if block["name"] == "peak")["checkout"]["shopper"]
     assert shopper["by_status"] == {"201": 10, "5xx": 1, "no answer": 1}
     assert shopper["success_share"] == round(10 / 12, 4)
+
+
+def test_write_phase_csv_has_a_row_per_phase_and_endpoint(tmp_path, plan, timeline):
+    summary = summarise(healthy_recorder(), timeline, plan)
+
+    write_phase_csv(summary, tmp_path / "phases.csv")
+
+    with (tmp_path / "phases.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    peak = {row["Name"]: row for row in rows if row["Phase"] == "peak"}
+    assert set(peak) == {endpoints.PRODUCT_PAGE, endpoints.CHECKOUT, endpoints.BOT_CHECKOUT, "Aggregated"}
+    assert (peak["Aggregated"]["Requests"], peak[endpoints.PRODUCT_PAGE]["p95"]) == ("120", "95")
+    assert len(rows) == 5 * 4
