@@ -140,8 +140,6 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     checkov_skip(
         bucket,
         CKV_AWS_18="holds only templates and release bundles written by the deploy role; CloudTrail records access",
-        CKV_AWS_145="SSE-S3: CloudFormation's TemplateURL reads and instances' bundle reads need no key grants, "
-        "and the bucket holds no secret",
     )
     t.add_resource(
         s3.BucketPolicy(
@@ -196,9 +194,7 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
         CKV_AWS_107="CloudFormation creates the stacks' secrets; it never reads them",
         CKV_AWS_108="CloudFormation must describe and create resources whose ARNs do not exist before the deploy",
         CKV_AWS_109="CloudFormation manages the stacks' KMS keys and their policies",
-        CKV_AWS_110="IAM actions are limited to roles and instance profiles named after the project",
         CKV_AWS_111="creating resources needs Resource * for services without resource-level create permissions",
-        CKV2_AWS_40="service-level actions on the app stack's services; IAM is limited to project roles",
     )
     provider = t.add_resource(
         iam.OIDCProvider(

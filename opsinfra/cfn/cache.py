@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from troposphere import GetAtt, Ref, Sub, Template, elasticache
 
-from opsinfra.cfn.common import checkov_skip, log_group, stateful
+from opsinfra.cfn.common import log_group, stateful
 from opsinfra.cfn.network import Network
 from opsinfra.cfn.secrets import resolve
 from opsinfra.cfn.security_groups import REDIS_PORT, SecurityGroups
@@ -61,13 +61,6 @@ def add_cache(
         )
     )
     stateful(group, "Snapshot")
-    checkov_skip(
-        group,
-        CKV_AWS_191=(
-            "encrypted at rest with the ElastiCache-owned key: the cache holds rebuildable data and "
-            "short-lived rate-limit counters, not worth a customer key's policy and cost"
-        ),
-    )
     return Cache(
         replication_group=Ref(group),
         primary_endpoint=GetAtt(group, "PrimaryEndPoint.Address"),

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from troposphere import Base64, Equals, GetAtt, Join, Ref, Sub, Tags, Template, autoscaling, ec2, iam, ssm
 
 from opsinfra.cfn import userdata
-from opsinfra.cfn.common import checkov_skip, flag_parameter, log_group, parameter
+from opsinfra.cfn.common import flag_parameter, log_group, parameter
 from opsinfra.cfn.database import DATABASE_NAME, Database
 from opsinfra.cfn.loadbalancer import LoadBalancer
 from opsinfra.cfn.network import Network
@@ -205,10 +205,6 @@ def add_compute(
                 )
             ],
         )
-    )
-    checkov_skip(
-        group,
-        CKV_AWS_315="the launch template is versioned with the stack; a launch configuration is not used",
     )
     _add_warm_pool(t, settings=settings, group=group)
     _add_scaling(t, settings=settings, group=group, load_balancer=load_balancer)

@@ -185,9 +185,6 @@ def add_edge(
     checkov_skip(
         distribution,
         CKV_AWS_86="the app logs every request (with CloudFront's request id) to CloudWatch Logs",
-        CKV_AWS_305="Django serves the storefront at / itself; there is no index object",
-        CKV_AWS_310="one origin, the ALB across three AZs; a failover origin would need a second region",
-        CKV_AWS_374="the shop sells worldwide; the WAF ACL filters abuse, not countries",
     )
     if inputs.certificate_arn is None or inputs.certificate_condition:
         checkov_skip(

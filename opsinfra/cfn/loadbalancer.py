@@ -61,8 +61,6 @@ def add_load_balancer(
     checkov_skip(
         balancer,
         CKV_AWS_91="CloudFront sees every request first; the app logs one JSON line per request to CloudWatch Logs",
-        CKV_AWS_150="destroy_stack must be able to delete the stack; the ALB holds no data and is rebuilt in minutes",
-        CKV2_AWS_28="the CLOUDFRONT-scope web ACL protects the distribution, the only client the ALB accepts",
     )
     target_group = t.add_resource(
         elb.TargetGroup(
@@ -116,7 +114,7 @@ def add_load_balancer(
                 DefaultActions=[forbidden],
             )
         )
-        redirect = t.add_resource(
+        t.add_resource(
             elb.Listener(
                 "LoadBalancerHttpListener",
                 LoadBalancerArn=Ref(balancer),
@@ -129,11 +127,6 @@ def add_load_balancer(
                     )
                 ],
             )
-        )
-        checkov_skip(
-            redirect,
-            CKV_AWS_2="answers every request with a 301 to HTTPS",
-            CKV_AWS_103="the HTTP listener only redirects to HTTPS; no request is served over it",
         )
     t.add_resource(
         elb.ListenerRule(
