@@ -14,7 +14,8 @@ if ! id shop >/dev/null 2>&1; then
 fi
 install -d -m 0755 "$root/etc/shop" "$root/opt/shop" "$root/opt/shop/releases" "$root/usr/local/sbin" \
   "$root/etc/systemd/system" "$root/etc/logrotate.d" "$root/opt/aws/amazon-cloudwatch-agent/etc"
-install -d -m 0750 -o shop -g shop "$root/var/log/shop"
+# Readable by the CloudWatch agent, whichever user it runs as; the logs hold no secret.
+install -d -m 0755 -o shop -g shop "$root/var/log/shop"
 
 # Names and ARNs only: the app reads its secrets with boto3 at start, so none sits in a file or the environment.
 cat > "$root/etc/shop/instance.env" <<'SHOP_EOF'
