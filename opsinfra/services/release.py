@@ -165,14 +165,16 @@ def migrations_run(*, place: Place, version: str) -> Migration:
         parameters = {name: value for name, value in offered.items() if name in declared}
     else:
         document, parameters = "AWS-RunShellScript", {"commands": [migration_script(url=url)]}
+    request = {
+        "InstanceIds": [instance_id],
+        "DocumentName": document,
+        "Comment": f"shop migrate {version}"[:100],
+        "TimeoutSeconds": MIGRATION_TIMEOUT_S,
+    }
+    if parameters:
+        request["Parameters"] = parameters
     try:
-        command_id = ssm.send_command(
-            InstanceIds=[instance_id],
-            DocumentName=document,
-            Parameters=parameters,
-            Comment=f"shop migrate {version}"[:100],
-            TimeoutSeconds=MIGRATION_TIMEOUT_S,
-        )["Command"]["CommandId"]
+        command_id = ssm.send_command(**request)["Command"]["CommandId"]
     except aws.aws_errors() as exc:
         raise aws.call_failed(f"send the migration command to {instance_id}", exc) from exc
     deadline = events.clock.monotonic() + MIGRATION_TIMEOUT_S

@@ -94,7 +94,7 @@ class Script:
             },
         )
 
-    def execute(self):
+    def execute(self, disable_rollback=False):
         self.events()
         self.stubber.add_response(
             "execute_change_set",
@@ -103,7 +103,7 @@ class Script:
                 "ChangeSetName": CHANGE_SET_ID,
                 "StackName": STACK_ID,
                 "ClientRequestToken": ANY,
-                "DisableRollback": False,
+                "DisableRollback": disable_rollback,
             },
         )
 
@@ -335,3 +335,19 @@ def test_deploy_stateful_replacement_is_highlighted(script):
     assert "Modify  ArtifactsBucket              AWS::S3::Bucket  True" in out
     assert "ArtifactsBucket holds data and would be replaced" in err
     assert "CloudFormationExecutionRole holds data" not in err
+
+
+def test_deploy_create_past_timeout_is_not_cancelled_and_says_it_goes_on(script):
+    s = script
+    s.stack_missing()
+    s.change_set("CREATE")
+    s.history.append(s.event(STACK, "REVIEW_IN_PROGRESS"))
+    s.execute(disable_rollback=True)
+    s.poll("CREATE_IN_PROGRESS", s.event(STACK, "CREATE_IN_PROGRESS"))
+    s.poll("CREATE_IN_PROGRESS")
+    s.poll("CREATE_IN_PROGRESS")
+
+    with pytest.raises(CommandError, match=r"did not finish within 0\.03 minutes"):
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--timeout", "0.03", "--disable-rollback")
+
+    # No cancel_update_stack was stubbed: a create is never cancelled (Stubber fails any unexpected call).

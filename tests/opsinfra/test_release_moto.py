@@ -308,3 +308,35 @@ def test_deploy_app_no_refresh_migrates_and_switches_only(app_outputs, stub_clie
 
     assert "No instance refresh" in out
     autoscaling.assert_no_pending_responses()
+
+
+def test_deploy_app_runs_the_stacks_migration_document_with_the_parameters_it_declares(
+    app_outputs, outputs_dir, stub_client, built
+):
+    outputs = {"AutoScalingGroupName": ASG, "MigrationDocumentName": "shop-app-staging-migrate"}
+    (outputs_dir / "outputs-shop-app-staging.json").write_text(json.dumps(outputs))
+    ssm, autoscaling = stub_client("ssm"), stub_client("autoscaling")
+    autoscaling.add_response("describe_auto_scaling_groups", group_answer(), {"AutoScalingGroupNames": [ASG]})
+    ssm.add_response(
+        "describe_document",
+        {"Document": {"Name": "shop-app-staging-migrate", "Parameters": [{"Name": "Version", "Type": "String"}]}},
+        {"Name": "shop-app-staging-migrate"},
+    )
+    ssm.add_response(
+        "send_command",
+        {"Command": {"CommandId": COMMAND_ID}},
+        {
+            "InstanceIds": ["i-0bbb"],
+            "DocumentName": "shop-app-staging-migrate",
+            "Parameters": {"Version": ["v2"]},
+            "Comment": "shop migrate v2",
+            "TimeoutSeconds": 900,
+        },
+    )
+    ssm.add_response("get_command_invocation", {"Status": "Success"})
+    stub_parameter_write(ssm, app_outputs)
+
+    out, _ = run("deploy_app", "--version", "v2", "--no-refresh")
+
+    assert "Migrated with release v2 on i-0bbb." in out
+    ssm.assert_no_pending_responses()
