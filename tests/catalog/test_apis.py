@@ -3,7 +3,7 @@
 import pytest
 
 from catalog.models import Inventory, Product
-from catalog.selectors import product_categories
+from catalog.selectors import product_categories, product_list
 from catalog.serializers import InventorySerializer, ProductDetailSerializer, ProductSerializer
 
 pytestmark = pytest.mark.django_db
@@ -212,3 +212,15 @@ def test_product_categories_lists_each_category_once_in_order(make_products):
     make_products(1, category="Garden")
 
     assert product_categories() == ["Books", "Garden", "Toys"]
+
+
+def test_deep_pages_read_through_the_ids_give_the_same_products(client, make_products, monkeypatch):
+    products = make_products(12)
+    monkeypatch.setattr("catalog.selectors.DEFERRED_JOIN_OFFSET", 10**9)
+    by_offset = client.get("/api/products", {"page": 3, "page_size": 5}).json()
+    monkeypatch.setattr("catalog.selectors.DEFERRED_JOIN_OFFSET", 1)
+
+    by_ids = product_list(category="", q="", offset=10, limit=5)
+
+    assert [item["id"] for item in by_offset] == [product.pk for product in products[10:]]
+    assert [row["id"] for row in by_ids] == [product.pk for product in products[10:]]
