@@ -31,15 +31,16 @@ def main() -> None:
         cache.RedisStore.unlock = lambda self, version, key, token: None
 
     counted = threading.Lock()
-    statements = {"select": 0, "count": 0}
+    statements = {"select": 0, "count": 0, "explain": 0}
     responses = []
     ready = threading.Barrier(threads_count + 1)
     go = threading.Event()
 
     def count(execute, sql, params, many, context):
         if '"catalog_product"' in sql:
+            kind = "explain" if sql.startswith("EXPLAIN") else "count" if "COUNT(" in sql else "select"
             with counted:
-                statements["count" if "COUNT(" in sql else "select"] += 1
+                statements[kind] += 1
         return execute(sql, params, many, context)
 
     def request_once() -> None:

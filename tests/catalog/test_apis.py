@@ -1,6 +1,7 @@
 """The catalogue API's shapes, filters, pagination and errors (on whichever database the run has)."""
 
 import pytest
+from django.db import connection
 
 from catalog.models import Inventory, Product
 from catalog.selectors import product_categories, product_list
@@ -224,3 +225,28 @@ def test_deep_pages_read_through_the_ids_give_the_same_products(client, make_pro
 
     assert [item["id"] for item in by_offset] == [product.pk for product in products[10:]]
     assert [row["id"] for row in by_ids] == [product.pk for product in products[10:]]
+
+
+def test_large_match_counts_come_from_the_planner_not_count(
+    client, make_products, needs_postgres, monkeypatch, django_assert_max_num_queries
+):
+    make_products(30, category="Books")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE catalog_product")
+    monkeypatch.setattr("catalog.selectors.EXACT_COUNT_LIMIT", 5)
+
+    with django_assert_max_num_queries(3) as captured:
+        response = client.get("/api/products", {"page_size": 10})
+
+    assert not [query for query in captured.captured_queries if "COUNT(" in query["sql"]]
+    assert response["X-Total-Count"] == "30"  # ANALYZE saw all 30 rows of this small table
+
+
+def test_small_match_counts_are_exact(client, make_products, django_assert_max_num_queries):
+    make_products(30, category="Books")
+
+    with django_assert_max_num_queries(3) as captured:
+        response = client.get("/api/products", {"page_size": 10})
+
+    assert [query for query in captured.captured_queries if "COUNT(" in query["sql"]]
+    assert response["X-Total-Count"] == "30"
