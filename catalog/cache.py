@@ -32,7 +32,7 @@ from shop.redis import redis_call
 log = logging.getLogger("catalog.cache")
 
 HIT, MISS, BYPASS = "HIT", "MISS", "BYPASS"
-# Longer than a rebuild can take (the statement timeout is 5 s), so a live rebuilder never loses its lock.
+# Outlasts the 5 s statement timeout: the lock expires on its own only under a rebuilder that died mid-way.
 LOCK_TTL_MS = 6000
 # How long a request waits for another one's rebuild before it builds the response itself.
 WAIT_SECONDS = 1.0
