@@ -42,6 +42,15 @@ def needs_redis():
 
 
 @pytest.fixture(autouse=True)
+def _unhashed_static_files(settings):
+    """Hashed names need `collectstatic`, which only `make serve` and deploys run; pages render without it."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     """Each test starts with an empty cache and a closed circuit breaker."""
     from django.core.cache import cache
