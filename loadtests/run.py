@@ -23,7 +23,8 @@ from pathlib import Path
 from urllib import request as urlrequest
 from urllib.parse import urlsplit
 
-from loadtests.summary import format_table
+from loadtests.serverlog import app_timings
+from loadtests.summary import format_table, write_summary
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = PROJECT_DIR / "loadtests" / "results"
@@ -175,13 +176,19 @@ def interrupt(locust: subprocess.Popen) -> int:
         return locust.wait()
 
 
-def print_summary(results_dir: Path) -> None:
+def print_summary(results_dir: Path, *, server_log: Path | None) -> None:
+    """The summary table; for a local server, with the app's own time per phase added to summary.json first."""
     path = results_dir / "summary.json"
     if not path.exists():
         print(f"no summary at {path}: the run ended before its first test stop")
         return
+    summary = json.loads(path.read_text())
+    if server_log is not None and server_log.exists():
+        with server_log.open() as lines:
+            summary["app_time"] = app_timings(lines, [*summary["phases"], summary["all"]])
+        write_summary(summary, path)
     print()
-    print(format_table(json.loads(path.read_text())))
+    print(format_table(summary))
     print(f"reports: {results_dir}")
 
 
@@ -213,8 +220,6 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
             code = locust.wait()
         except KeyboardInterrupt:
             code = interrupt(locust)
-        print_summary(results_dir)
-        return code
     finally:
         if locust is not None and locust.poll() is None:
             locust.terminate()
@@ -222,6 +227,9 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         if server is not None:
             stop_server(server)
             print("gunicorn stopped")
+    # After the server stopped: its workers flush their request log as they exit.
+    print_summary(results_dir, server_log=results_dir / "server.log" if local else None)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,12 +61,15 @@ def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
     }
 
 
-def phase_block(recorder: PhaseRecorder, *, name: str, phase: str | None, duration_s: float) -> dict:
+def phase_block(
+    recorder: PhaseRecorder, *, name: str, phase: str | None, duration_s: float, started_at: float | None
+) -> dict:
     totals = recorder.combined(phase=phase)
     names = sorted({stats_name for stats_phase, stats_name in recorder.endpoints if phase in (None, stats_phase)})
     fatal = sum(count for kind, count in totals.errors.items() if kind in outcomes.FATAL_KINDS)
     return {
         "name": name,
+        "started_at": started_at,
         "duration_s": round(duration_s, 2),
         "totals": endpoint_row(totals, duration_s),
         "endpoints": {
@@ -107,7 +110,13 @@ def build_summary(
     names = list(dict.fromkeys([phase.name for phase in plan] + recorder.phases()))
     phases = []
     for name in names:
-        block = phase_block(recorder, name=name, phase=name, duration_s=durations.get(name, 0.0))
+        block = phase_block(
+            recorder,
+            name=name,
+            phase=name,
+            duration_s=durations.get(name, 0.0),
+            started_at=timeline.started_at.get(name),
+        )
         if name in planned:
             phase = planned[name]
             block["planned"] = {
@@ -120,7 +129,13 @@ def build_summary(
     summary = {
         "run": run,
         "phases": phases,
-        "all": phase_block(recorder, name=WHOLE_RUN, phase=None, duration_s=sum(durations.values())),
+        "all": phase_block(
+            recorder,
+            name=WHOLE_RUN,
+            phase=None,
+            duration_s=sum(durations.values()),
+            started_at=min(timeline.started_at.values(), default=None),
+        ),
         "cache": cache_block(cache_before, cache_after),
         "limits": limits.to_dict(),
     }
@@ -196,6 +211,11 @@ def format_table(summary: dict) -> str:
         if bot["attempts"]:
             line += f"; bot {bot['attempts']} attempts {bot['by_status']}"
         lines.append(line)
+    for name, timing in summary.get("app_time", {}).items():
+        lines.append(
+            f"app time {name} (server log): {timing['requests']} requests, p50 {_cell(timing['p50_ms'])}, "
+            f"p95 {_cell(timing['p95_ms'])}, p99 {_cell(timing['p99_ms'])} ms"
+        )
     cache = summary["cache"]
     lines.append(
         f"cache hit rate during the run: {_cell(cache['hit_rate_during_run'])} "

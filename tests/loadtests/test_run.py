@@ -106,9 +106,11 @@ def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an
     # One bot without think time passes the per-session limit within the run and is throttled.
     assert bot["by_status"].get("429", 0) > 0
     assert summary["cache"]["after"]["cache_hits"] > summary["cache"]["before"]["cache_hits"]
+    # The runner adds the app's own time per request from the server's log.
+    assert summary["app_time"]["all"]["requests"] >= whole_run["totals"]["requests"]
     assert summary["passed"] is True
     assert (tmp_path / "pass" / "report.html").exists()
-    assert "PASSED" in passing.stdout and "gunicorn stopped" in passing.stdout
+    assert "gunicorn stopped" in passing.stdout and "PASSED" in passing.stdout
 
     # when: the same run with a p95 no server can meet
     failing = run_loadtest(server_env, tmp_path / "fail", *NO_LATENCY_LIMITS, "--max-p95-product-ms=0")
