@@ -8,6 +8,7 @@ deploy      plan and apply a stack deploy, and the recovery of stuck stacks
 destroy     delete a stack and say what survives
 status      a stack's status, events, outputs, live release and drift
 cdn         CloudFront invalidations
-release     release bundles, migrations and instance refreshes
+bundle      release bundles: the project and a Linux wheel of every pinned requirement
+release     uploading a release, migrations, the release parameter, instance refreshes
 schedule    one-off sale windows on the Auto Scaling group
 """

@@ -10,7 +10,6 @@ from opsinfra.services import changesets, events, stacks, templates
 from opsinfra.services.changesets import ChangeSet
 from opsinfra.services.events import Outcome
 
-BOOTSTRAP_OUTPUTS_OPTIONAL = {"OidcProviderArn"}
 EDGE_PARAMETERS = {"EdgeWebAclArn", "EdgeCertificateArn"}
 EDGE_REGION = "us-east-1"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
