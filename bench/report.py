@@ -25,6 +25,9 @@ class Run:
     non_2xx: int
     socket_errors: int
     status_5xx: int | None = None
+    # CPU time per request of the server's workers and of PostgreSQL's backends, in microseconds.
+    cpu_us: int | None = None
+    db_cpu_us: int | None = None
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Row:
     non_2xx: int
     socket_errors: int
     status_5xx: int | None = None
+    cpu_us: int | None = None
+    db_cpu_us: int | None = None
     floor_rps: float | None = None
     floor_p95_ms: float | None = None
     floor_p99_ms: float | None = None
@@ -116,9 +121,16 @@ def summarize(runs: list[Run]) -> list[Row]:
                 non_2xx=sum(run.non_2xx for run in group),
                 socket_errors=sum(run.socket_errors for run in group),
                 status_5xx=sum(fives) if fives else None,
+                cpu_us=_median_of(run.cpu_us for run in group),
+                db_cpu_us=_median_of(run.db_cpu_us for run in group),
             )
         )
     return with_floor(rows)
+
+
+def _median_of(values) -> int | None:
+    known = [value for value in values if value is not None]
+    return round(statistics.median(known)) if known else None
 
 
 def with_floor(rows: list[Row]) -> list[Row]:
@@ -171,7 +183,7 @@ def check_targets(
 def format_table(rows: list[Row]) -> str:
     header = (
         f"{'endpoint':<22}{'conn':>5}{'rps':>9}{'floor':>9}{'ratio':>7}{'p50':>8}{'p95':>8}"
-        f"{'p99':>8}{'floor99':>8}{'ratio':>7}{'max':>8}{'non2xx':>7}{'sockerr':>8}"
+        f"{'p99':>8}{'floor99':>8}{'ratio':>7}{'max':>8}{'non2xx':>7}{'sockerr':>8}{'cpu/req':>9}{'db/req':>8}"
     )
     lines = [header, "-" * len(header)]
     for row in sorted(rows, key=lambda r: (r.connections, r.endpoint != FLOOR)):
@@ -179,9 +191,12 @@ def format_table(rows: list[Row]) -> str:
             f"{row.endpoint:<22}{row.connections:>5}{row.rps:>9.0f}{_num(row.floor_rps, 9, 0)}"
             f"{_num(row.rps_ratio, 7, 2)}{row.p50_ms:>8.1f}{row.p95_ms:>8.1f}{row.p99_ms:>8.1f}"
             f"{_num(row.floor_p99_ms, 8, 1)}{_num(row.p99_ratio, 7, 2)}{row.max_ms:>8.0f}"
-            f"{row.non_2xx:>7}{row.socket_errors:>8}"
+            f"{row.non_2xx:>7}{row.socket_errors:>8}{_num(row.cpu_us, 9, 0)}{_num(row.db_cpu_us, 8, 0)}"
         )
-    lines.append("latencies in ms; medians of the repeats (max: worst of them); ratio = endpoint / floor")
+    lines.append(
+        "latencies in ms; medians of the repeats (max: worst of them); ratio = endpoint / floor; "
+        "cpu/req, db/req: CPU microseconds per request in the server's workers and in PostgreSQL"
+    )
     return "\n".join(lines)
 
 

@@ -269,8 +269,38 @@ def wrk(cfg: Config, endpoint: Endpoint, server: Server, connections: int, secon
     return result.stdout
 
 
-def measure(cfg: Config, endpoints: list[Endpoint], servers: dict[str, Server]) -> list[report.Run]:
-    """Warm every endpoint up, then run them round robin, `repeats` rounds, at each concurrency."""
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU time of each live process, from /proc/<pid>/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:
+            continue
+        times[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return times
+
+
+def database_backends(url: str) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two snapshots; a process that started in between counts from zero."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def measure(cfg: Config, endpoints: list[Endpoint], servers: dict[str, Server], database_url: str) -> list[report.Run]:
+    """Warm every endpoint up, then run them round robin, `repeats` rounds, at each concurrency.
+
+    Each run also records the CPU time its server's workers and the database's backends spent per request: unlike
+    throughput, that figure barely moves when other work shares the machine.
+    """
     runs = []
     levels = sorted({c for endpoint in endpoints for c in endpoint.connections})
     nonce = secrets.token_hex(4)
@@ -282,8 +312,16 @@ def measure(cfg: Config, endpoints: list[Endpoint], servers: dict[str, Server]) 
         for repeat in range(1, cfg.repeats + 1):
             for endpoint in here:
                 run_id = f"{nonce}-{endpoint.name}-c{connections}-r{repeat}"
-                output = wrk(cfg, endpoint, servers[endpoint.server], connections, cfg.duration, run_id)
+                server = servers[endpoint.server]
+                workers_before = cpu_seconds(server.worker_pids())
+                database_before = cpu_seconds(database_backends(database_url))
+                output = wrk(cfg, endpoint, server, connections, cfg.duration, run_id)
+                workers_after = cpu_seconds(server.worker_pids())
+                database_after = cpu_seconds(database_backends(database_url))
                 run = report.parse_wrk(output, endpoint=endpoint.name, connections=connections, repeat=repeat)
+                if run.requests:
+                    run.cpu_us = round(cpu_used(workers_before, workers_after) / run.requests * 1e6)
+                    run.db_cpu_us = round(cpu_used(database_before, database_after) / run.requests * 1e6)
                 runs.append(run)
                 print(
                     f"  {endpoint.name:<22} c={connections:<3} #{repeat}  {run.rps:>8.0f} rps"
@@ -375,7 +413,8 @@ def large_endpoints(products: list[dict], total: int) -> list[Endpoint]:
 
 
 def shop_env(cfg: Config, database_url: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "GUNICORN_"))}
+    # GUNICORN_* pass through: they tune shop/gunicorn.conf.py for the shop and the floor alike.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
     env.update(
         DJANGO_SETTINGS_MODULE="shop.settings",
         DJANGO_DEBUG="0",
@@ -458,7 +497,7 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
             print(f"   {endpoint.name:<22} {endpoint.server:<6} {endpoint.path}", flush=True)
 
         deadlocks_before = deadlocks(database_url)
-        runs = measure(cfg, endpoints, servers)
+        runs = measure(cfg, endpoints, servers, database_url)
         deadlock_count = deadlocks(database_url) - deadlocks_before
         rss = {server.name: server.worker_rss_mb() for server in servers.values()}
         for endpoint in endpoints:

@@ -3,7 +3,7 @@
 import pytest
 
 from bench import profile, report
-from bench.run import cold_search_term, deep_page_query
+from bench.run import cold_search_term, cpu_used, deep_page_query
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8601/api/products
   2 threads and 16 connections
@@ -133,3 +133,22 @@ def test_profile_summary_counts_each_function_once_per_stack():
     assert summary.inclusive["handle (gunicorn/workers/gthread.py)"] == 4
     assert summary.own == {"view (app.py)": 3, "handle (gunicorn/workers/gthread.py)": 1}
     assert "75.0%  view (app.py)" in profile.format_profile(summary)
+
+
+def test_summarize_takes_the_median_cpu_per_request_of_the_runs_that_have_one():
+    runs = [
+        run("list_hit", 16, 800, 9.0, 1, cpu_us=120, db_cpu_us=0),
+        run("list_hit", 16, 800, 9.0, 2, cpu_us=100, db_cpu_us=0),
+        run("list_hit", 16, 800, 9.0, 3, cpu_us=None, db_cpu_us=None),
+    ]
+
+    (row,) = report.summarize(runs)
+
+    assert (row.cpu_us, row.db_cpu_us) == (110, 0)
+
+
+def test_cpu_used_counts_new_processes_from_zero_and_skips_gone_ones():
+    before = {10: 1.0, 11: 2.0, 12: 5.0}
+    after = {10: 1.5, 11: 2.25, 13: 0.25}
+
+    assert cpu_used(before, after) == 1.0
