@@ -149,7 +149,14 @@ def small_template(stack: str, settings: SmallSettings, *, topics: int = 1, padd
         )
         t.add_output(Output("ArtifactsBucketName", Value=Ref(bucket), Description="bucket"))
         t.add_output(Output("CloudFormationExecutionRoleArn", Value=GetAtt(role, "Arn"), Description="role"))
+    elif stack == "edge":
+        acl = t.add_resource(sns.Topic("EdgeStandIn"))
+        t.add_output(Output("EdgeWebAclArn", Value=Ref(acl), Description="web ACL"))
+        t.add_output(Output("EdgeCertificateArn", Value=Ref(acl), Description="certificate"))
     else:
+        if settings.region != "us-east-1":
+            t.add_parameter(Parameter("EdgeWebAclArn", Type="String", Default=""))
+            t.add_output(Output("EdgeSeen", Value=Ref("EdgeWebAclArn"), Description="echo"))
         t.add_parameter(Parameter("ArtifactsBucketName", Type="String", Default=""))
         t.add_parameter(Parameter("CloudFormationExecutionRoleArn", Type="String", Default=""))
         t.add_parameter(Parameter("AlertEmail", Type="String", Default="ops@example.com"))

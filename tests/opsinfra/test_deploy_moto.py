@@ -221,3 +221,18 @@ def test_deploy_verbosity_2_shows_what_each_parameter_gets(bootstrapped):
     assert "  parameter AlertEmail = ops@example.com" in out
     assert "  parameter OidcProviderArn = (previous value)" in out
     assert "Template: " in out and "bytes compact, sent inline." in out
+
+
+def test_deploy_app_outside_us_east_1_takes_the_edge_stack_outputs(aws_env, small_stacks, outputs_dir):
+    run("deploy_stack", "--stack", "bootstrap", "--region", "eu-west-1", "--no-input")
+    with pytest.raises(CommandError, match=r"create it first with `manage\.py deploy_stack --stack edge --env staging"):
+        run("deploy_stack", "--region", "eu-west-1", "--no-input")
+
+    run("deploy_stack", "--stack", "edge", "--no-input")
+    run("deploy_stack", "--region", "eu-west-1", "--no-input")
+
+    edge = json.loads((outputs_dir / "outputs-shop-edge-staging.json").read_text())
+    app = json.loads((outputs_dir / "outputs-shop-app-staging.json").read_text())
+    assert app["EdgeSeen"] == edge["EdgeWebAclArn"]
+    app_stack = boto3.client("cloudformation", region_name="eu-west-1").describe_stacks(StackName="shop-app-staging")
+    assert app_stack["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"

@@ -46,7 +46,8 @@ class Command(BaseCommand):
             stack=options["stack"], env=options["env"], region=options["region"], stack_name=options["stack_name"]
         )
         cfn = aws.client("cloudformation", region=target.region)
-        self.stdout.write(f"Deploying {target.stack_name} ({target.stack}, {target.env}) to {target.region}.")
+        kind = target.stack if target.stack == "bootstrap" else f"{target.stack}, {target.env}"
+        self.stdout.write(f"Deploying {target.stack_name} ({kind}) to {target.region}.")
         if options["execute_changeset"]:
             change_set, change_set_type = deploy.changeset_find(target=target, name=options["execute_changeset"])
             self.show_change_set(change_set)
