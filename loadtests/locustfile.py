@@ -201,7 +201,7 @@ class LoadRun:
             log.info(result.stdout.strip())
 
     def summarise(self) -> None:
-        """Build and write summary.json (once per run), and log its table."""
+        """Build and write summary.json and phases.csv (once per run), and log the verdict."""
         if self.started_at is None or self.last_summary is not None:
             return
         if self.timeline.ended_at is None:
