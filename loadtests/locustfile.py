@@ -25,7 +25,7 @@ from locust import stats as locust_stats
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from loadtests import outcomes, webui
-from loadtests.phases import Phase, PhaseTimeline, black_friday_phases
+from loadtests.phases import Phase, PhaseTimeline, black_friday_phases, describe
 from loadtests.recorder import PhaseRecorder, percentile
 from loadtests.shape import BlackFridayShape
 from loadtests.summary import build_summary, format_verdict, write_phase_csv, write_summary
@@ -171,6 +171,9 @@ class LoadRun:
         self.results_dir = Path(options.results_dir) if options.results_dir else RESULTS_DIR / stamp
         self.cache_before = read_metrics(self.environment.host, options.metrics_token)
         self.load_before = os.getloadavg()
+        if not options.profile:
+            # locust's HTML report shows its profile in the header: there it names the phases' windows.
+            self.environment.profile = describe(self.plan)
 
     def reset_stock(self) -> None:
         """Deep stock for the next run. Not in test_start: a shape tick that changes the user count restarts
@@ -230,6 +233,9 @@ class LoadRun:
         write_summary(summary, self.results_dir / "summary.json")
         write_phase_csv(summary, self.results_dir / "phases.csv")
         self.last_summary = summary
+        if not options.profile:
+            verdict = format_verdict(summary).splitlines()[-1]
+            self.environment.profile = f"{describe(self.plan)}; {verdict}"
         # The whole table is in summary.json and phases.csv (and printed by loadtests/run.py): the log says the verdict.
         log.info("%s\nsummary: %s", format_verdict(summary), self.results_dir / "summary.json")
         if options.csv_prefix:

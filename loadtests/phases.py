@@ -60,6 +60,11 @@ def black_friday_phases(*, time_scale: float, peak_users: int) -> list[Phase]:
     return phases
 
 
+def describe(phases: list[Phase]) -> str:
+    """One line naming each phase's window, e.g. for locust's report header."""
+    return "Black Friday: " + ", ".join(f"{p.name} {p.start_s:.0f}-{p.end_s:.0f} s" for p in phases)
+
+
 def phase_at(phases: list[Phase], elapsed_s: float) -> Phase | None:
     """The phase running `elapsed_s` seconds into the run; None once the plan is over."""
     for phase in phases:

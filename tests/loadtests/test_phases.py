@@ -1,6 +1,6 @@
 import pytest
 
-from loadtests.phases import PhaseTimeline, black_friday_phases, phase_at
+from loadtests.phases import PhaseTimeline, black_friday_phases, describe, phase_at
 
 
 def test_black_friday_phases_full_scale_is_the_31_minute_reference():
@@ -74,3 +74,9 @@ def test_phase_timeline_durations_run_until_the_next_phase_or_the_end():
 
     assert timeline.current == "ramp"
     assert timeline.durations() == {"baseline": 10.0, "ramp": 15.0}
+
+
+def test_describe_names_each_phase_window():
+    phases = black_friday_phases(time_scale=0.1, peak_users=500)
+
+    assert describe(phases) == "Black Friday: baseline 0-30 s, ramp 30-90 s, peak 90-180 s, cool-down 180-186 s"
