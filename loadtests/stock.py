@@ -37,14 +37,17 @@ def main(argv: list[str] | None = None) -> int:
 def stock_reset(*, quantity: int, sold_out: int) -> tuple[list[int], int]:
     """Every product at `quantity`, the last `sold_out` of the first page at 0; returns those ids and the count."""
     from django.db import transaction
+    from django.utils import timezone
 
     from catalog.models import Inventory
 
+    # QuerySet.update() skips auto_now: the stock's updated_at is set here, as the checkout's UPDATE does.
+    now = timezone.now()
     with transaction.atomic():
-        updated = Inventory.objects.update(quantity=quantity)
+        updated = Inventory.objects.update(quantity=quantity, updated_at=now)
         first_page = list(Inventory.objects.order_by("product_id").values_list("product_id", flat=True)[:FIRST_PAGE])
         emptied = first_page[max(len(first_page) - sold_out, 0) :] if sold_out else []
-        Inventory.objects.filter(product_id__in=emptied).update(quantity=0)
+        Inventory.objects.filter(product_id__in=emptied).update(quantity=0, updated_at=now)
     return emptied, updated
 
 

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from catalog.models import Inventory, Product
 from loadtests import stock
@@ -20,11 +21,13 @@ def make_products(count: int) -> list[int]:
 @pytest.mark.django_db
 def test_stock_main_sets_deep_stock_and_sells_out_the_last_of_the_first_page(capsys):
     ids = make_products(4)
+    before = timezone.now()
 
     assert stock.main(["--quantity", "1000000", "--sold-out", "1"]) == 0
 
     quantities = dict(Inventory.objects.values_list("product_id", "quantity"))
     assert quantities == {ids[0]: 1_000_000, ids[1]: 1_000_000, ids[2]: 1_000_000, ids[3]: 0}
+    assert Inventory.objects.filter(updated_at__lt=before).count() == 0
     assert f"sold out: [{ids[3]}]" in capsys.readouterr().out
 
 
