@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
 
 from catalog import cache
 from catalog.models import Inventory, Product
@@ -255,6 +255,15 @@ def products_seed(
 
 def _delete_catalogue() -> int:
     """Plain DELETEs: the ORM would load every product to send its post_delete signal, one cache bump each."""
+    relations = (
+        field
+        for field in Product._meta.get_fields(include_hidden=True)  # hidden: a ForeignKey with related_name="+"
+        if field.auto_created and not field.concrete and (field.one_to_many or field.one_to_one)
+    )
+    for relation in relations:
+        if relation.on_delete in (models.PROTECT, models.RESTRICT) and relation.related_model._base_manager.exists():
+            names = relation.related_model._meta.verbose_name_plural
+            raise SeedError(f"Cannot reset the catalogue: {names} refer to its products. Nothing was deleted.")
     deleted = Product.objects.count()
     try:
         with transaction.atomic(), connection.cursor() as cursor:

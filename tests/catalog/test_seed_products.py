@@ -5,6 +5,7 @@ from django.core.management import CommandError, call_command
 
 from catalog.models import Inventory, Product
 from catalog.seeding import STOCK_RANGE, products_seed
+from checkout.models import Order, OrderLine, ShopperSession
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +133,17 @@ def test_seed_products_shows_progress_on_a_terminal_only(monkeypatch):
     assert "\r  100/100 products" in terminal.getvalue()
     assert "Seeded products: created 100" in terminal.getvalue().splitlines()[-1]
     assert "\r" not in piped
+
+
+def test_seed_products_reset_refuses_while_orders_refer_to_products():
+    seed("--products", "3")
+    product = Product.objects.first()
+    session = ShopperSession.objects.create(token_hash="x" * 64, expires_at="2099-01-01T00:00:00Z")
+    order = Order.objects.create(session=session, total="1.00", currency="USD")
+    OrderLine.objects.create(order=order, product=product, quantity=1, unit_price="1.00")
+
+    with pytest.raises(CommandError, match="order lines refer to its products"):
+        seed("--reset")
+
+    assert Product.objects.count() == 3
+    assert Inventory.objects.count() == 3
