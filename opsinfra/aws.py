@@ -73,11 +73,14 @@ def error_message(exc: Exception) -> str:
 def call_failed(action: str, exc: Exception) -> AwsCallError:
     """One sentence for a refused AWS call: what we tried and what AWS said."""
     from botocore.exceptions import NoCredentialsError, NoRegionError
+    from botocore.parsers import ResponseParserError
 
     if isinstance(exc, NoCredentialsError):
         return AwsConfigError("No AWS credentials found: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")
     if isinstance(exc, NoRegionError):
         return AwsConfigError("No AWS region given: pass --region, or set AWS_REGION.")
+    if isinstance(exc, ResponseParserError):
+        return AwsCallError(f"Could not {action}: the endpoint's answer is not an AWS response (an internal error?).")
     reason = error_message(exc).rstrip(".")
     return AwsCallError(f"Could not {action}: {reason}.")
 

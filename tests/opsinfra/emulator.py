@@ -59,7 +59,8 @@ def _patch_moto_missing_types(patcher: pytest.MonkeyPatch) -> None:
         if found is not None or resource_type in parsing.NULL_MODELS:
             return found
         if resource_type not in stand_ins:
-            stand_ins[resource_type] = _stand_in_class(CloudFormationModel, resource_type)
+            make = _distribution_class if resource_type == "AWS::CloudFront::Distribution" else _stand_in_class
+            stand_ins[resource_type] = make(CloudFormationModel, resource_type)
         STANDING_IN.add(resource_type)
         return stand_ins[resource_type]
 
@@ -118,6 +119,56 @@ def _patch_moto_ssm_documents(patcher: pytest.MonkeyPatch) -> None:
         return original(cls, resource_name, resource_json, account_id, region_name, **kwargs)
 
     patcher.setattr(Document, "create_from_cloudformation_json", classmethod(create))
+
+
+def _distribution_class(base, resource_type: str):
+    """A CloudFront distribution moto's CloudFront API knows (so purge_cdn can invalidate on it), made from the
+    template's origins; its id is the Ref, as in CloudFormation."""
+    stand_in = _stand_in_class(base, resource_type)
+
+    class Distribution(stand_in):
+        __module__ = "tests.opsinfra.emulator"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            from moto.cloudfront.models import cloudfront_backends
+
+            config = cloudformation_json.get("Properties", {}).get("DistributionConfig", {})
+            origins = [
+                {
+                    "Id": origin["Id"],
+                    "DomainName": str(origin["DomainName"]),
+                    "CustomOriginConfig": {"HTTPPort": 80, "HTTPSPort": 443, "OriginProtocolPolicy": "http-only"},
+                }
+                for origin in config.get("Origins", [])
+            ]
+            behaviour = config.get("DefaultCacheBehavior", {})
+            distribution, _, _ = cloudfront_backends[account_id]["aws"].create_distribution(
+                {
+                    "CallerReference": resource_name,
+                    "Comment": str(config.get("Comment", "")),
+                    "Enabled": True,
+                    "Origins": {"Quantity": len(origins), "Items": origins},
+                    "DefaultCacheBehavior": {
+                        "TargetOriginId": behaviour.get("TargetOriginId", origins[0]["Id"] if origins else ""),
+                        "ViewerProtocolPolicy": behaviour.get("ViewerProtocolPolicy", "redirect-to-https"),
+                    },
+                },
+                [],
+            )
+            resource = cls(distribution.distribution_id, cloudformation_json.get("Properties", {}))
+            resource.domain_name = distribution.domain_name
+            return resource
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            if attribute_name == "DomainName":
+                return self.domain_name
+            if attribute_name == "Id":
+                return self.physical_id
+            return super().get_cfn_attribute(attribute_name)
+
+    Distribution.__name__ = Distribution.__qualname__ = "StandInCloudFrontDistribution"
+    return Distribution
 
 
 def _stand_in_class(base, resource_type: str):
