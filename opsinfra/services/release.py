@@ -40,6 +40,9 @@ class Migration:
     command_id: str
     status: str
     output: str
+    # False when the stack's document takes neither Bundle nor Version: it migrates the release already installed on
+    # the instance, not the one being rolled out.
+    runs_new_release: bool = True
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,10 @@ def migrations_run(*, place: Place, version: str) -> Migration:
         declared = migration_document_parameters(place=place)
         offered = {"Bundle": [url], "Version": [version]}
         parameters = {name: value for name, value in offered.items() if name in declared}
+        runs_new_release = bool(parameters)
     else:
         document, parameters = "AWS-RunShellScript", {"commands": [migration_script(url=url)]}
+        runs_new_release = True
     request = {
         "InstanceIds": [instance_id],
         "DocumentName": document,
@@ -192,9 +197,21 @@ def migrations_run(*, place: Place, version: str) -> Migration:
         status = invocation["Status"]
         if status not in {"Pending", "InProgress", "Delayed"}:
             output = (invocation.get("StandardErrorContent") or invocation.get("StandardOutputContent") or "").strip()
-            return Migration(instance_id=instance_id, command_id=command_id, status=status, output=output)
+            return Migration(
+                instance_id=instance_id,
+                command_id=command_id,
+                status=status,
+                output=output,
+                runs_new_release=runs_new_release,
+            )
         if events.clock.monotonic() > deadline:
-            return Migration(instance_id=instance_id, command_id=command_id, status="TimedOut", output="")
+            return Migration(
+                instance_id=instance_id,
+                command_id=command_id,
+                status="TimedOut",
+                output="",
+                runs_new_release=runs_new_release,
+            )
 
 
 def release_write(*, place: Place, version: str) -> dict | None:

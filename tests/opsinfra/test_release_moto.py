@@ -340,3 +340,31 @@ def test_deploy_app_runs_the_stacks_migration_document_with_the_parameters_it_de
 
     assert "Migrated with release v2 on i-0bbb." in out
     ssm.assert_no_pending_responses()
+
+
+def test_deploy_app_warns_when_the_migration_document_cannot_take_the_release(
+    app_outputs, outputs_dir, stub_client, built
+):
+    outputs = {"AutoScalingGroupName": ASG, "MigrationDocumentName": "shop-app-staging-migrate"}
+    (outputs_dir / "outputs-shop-app-staging.json").write_text(json.dumps(outputs))
+    ssm, autoscaling = stub_client("ssm"), stub_client("autoscaling")
+    autoscaling.add_response("describe_auto_scaling_groups", group_answer(), {"AutoScalingGroupNames": [ASG]})
+    ssm.add_response("describe_document", {"Document": {"Name": "shop-app-staging-migrate", "Parameters": []}})
+    ssm.add_response(
+        "send_command",
+        {"Command": {"CommandId": COMMAND_ID}},
+        {
+            "InstanceIds": ["i-0bbb"],
+            "DocumentName": "shop-app-staging-migrate",
+            "Comment": "shop migrate v2",
+            "TimeoutSeconds": 900,
+        },
+    )
+    ssm.add_response("get_command_invocation", {"Status": "Success"})
+    stub_parameter_write(ssm, app_outputs)
+
+    out, err = run("deploy_app", "--version", "v2", "--no-refresh")
+
+    assert "takes no Version or Bundle parameter: it migrated the release installed on i-0bbb" in err
+    assert "Migrated with release v2" not in out
+    ssm.assert_no_pending_responses()

@@ -71,6 +71,14 @@ class Command(BaseCommand):
                 f"Migrations of {version} ended {migration.status} on {migration.instance_id} (command "
                 f"{migration.command_id}): nothing was switched; the instances still run the previous release."
             )
+        if not migration.runs_new_release:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"The stack's migration document takes no Version or Bundle parameter: it migrated the release "
+                    f"installed on {migration.instance_id}, not necessarily {version}."
+                )
+            )
+            return
         self.stdout.write(f"Migrated with release {version} on {migration.instance_id}.")
 
     def refresh(self, place, version, previous, wait, timeout):
