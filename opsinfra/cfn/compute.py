@@ -10,6 +10,7 @@ from opsinfra.cfn.database import DATABASE_NAME, Database
 from opsinfra.cfn.loadbalancer import LoadBalancer
 from opsinfra.cfn.network import Network
 from opsinfra.cfn.security_groups import SecurityGroups
+from opsinfra.services.bundle import VERSION_PATTERN
 from opsinfra.stacks import StackSettings
 
 LIFECYCLE_HOOK = "shop-launch"
@@ -18,6 +19,8 @@ PRESCALE_UP = "45 19 * * *"
 PRESCALE_DOWN = "0 23 * * *"
 AL2023_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 ROOT_VOLUME_GIB = 20
+RELEASE_VERSION_PATTERN = VERSION_PATTERN.pattern
+RELEASE_BUNDLE_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/releases/[A-Za-z0-9][A-Za-z0-9._+-]{0,99}\.tar\.gz$"
 
 
 @dataclass(frozen=True)
@@ -291,12 +294,20 @@ def _add_migration_document(t: Template, *, settings: StackSettings):
             UpdateMethod="NewVersion",
             Content={
                 "schemaVersion": "2.2",
-                "description": "Run the current release's database migrations and update the app's database role.",
+                "description": "Install a release beside the running one, run its migrations, update the app's role.",
+                # SSM substitutes parameters into the shell text: the patterns keep them to plain names.
+                "parameters": {
+                    "Version": {"type": "String", "allowedPattern": RELEASE_VERSION_PATTERN},
+                    "Bundle": {"type": "String", "allowedPattern": RELEASE_BUNDLE_PATTERN},
+                },
                 "mainSteps": [
                     {
                         "action": "aws:runShellScript",
                         "name": "migrate",
-                        "inputs": {"runCommand": ["/usr/local/sbin/shop-migrate"], "timeoutSeconds": "900"},
+                        "inputs": {
+                            "runCommand": ["/usr/local/sbin/shop-migrate '{{ Version }}' '{{ Bundle }}'"],
+                            "timeoutSeconds": "900",
+                        },
                     }
                 ],
             },

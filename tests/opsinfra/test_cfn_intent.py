@@ -172,3 +172,19 @@ def test_launch_template_imdsv2_encrypted_gp3_no_key_pair(app):
     assert (volume["Ebs"]["VolumeType"], volume["Ebs"]["Encrypted"]) == ("gp3", True)
     assert data["Monitoring"] == {"Enabled": True}
     assert "KeyName" not in data
+
+
+def test_migration_document_takes_the_release_to_migrate(app):
+    import re
+
+    document = _props(app, "ComputeMigrationDocument")["Content"]
+    parameters = document["parameters"]
+    assert set(parameters) == {"Version", "Bundle"}
+    (step,) = document["mainSteps"]
+    assert step["inputs"]["runCommand"] == ["/usr/local/sbin/shop-migrate '{{ Version }}' '{{ Bundle }}'"]
+    # SSM pastes the values into the shell text: the patterns must refuse quotes, spaces and paths.
+    version, bundle = (re.compile(parameters[name]["allowedPattern"]) for name in ("Version", "Bundle"))
+    assert version.match("v1.2.3+build.4") and bundle.match("s3://shop-artifacts-1/releases/v1.2.3.tar.gz")
+    for bad in ("v1'; rm -rf /", "../etc", "v1 v2"):
+        assert not version.match(bad)
+    assert not bundle.match("s3://bucket/releases/x.tar.gz' ; id")

@@ -290,3 +290,53 @@ def test_userdata_refuses_a_release_name_that_is_a_path(instance):
     assert not any(step.startswith(("aws s3 cp", "python3.11", "systemctl")) for step in steps)
     assert steps[-1].endswith("--lifecycle-action-result ABANDON")
     assert not (box.root / "opt/shop/current").exists()
+
+
+def test_userdata_migrate_installs_the_new_release_beside_the_running_one(instance):
+    box, script = instance
+    assert box.run(script).returncode == 0
+    box.release("v1")
+    assert box.run(_boot(box)).returncode == 0
+    migrate = box.root / "usr/local/sbin/shop-migrate"
+    # when: deploy_app migrates v2 before any instance switches
+    done = subprocess.run(
+        ["bash", str(migrate), "v2", "s3://shop-artifacts/releases/v2.tar.gz"],
+        env=box.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # then
+    assert done.returncode == 0, done.stderr
+    steps = box.calls.read_text().splitlines()
+    release_dir = box.root / "opt/shop/releases/v2"
+    assert any(
+        step.startswith("aws s3 cp --only-show-errors --region us-east-1 s3://shop-artifacts/releases/v2")
+        for step in steps
+    )
+    assert "venv-python manage.py migrate --noinput" in steps
+    assert steps[-1] == f"venv-python {box.root}/usr/local/sbin/shop-db-role"
+    assert (release_dir / ".installed").exists()
+    assert os.readlink(box.root / "opt/shop/current") == "releases/v1"
+    assert not any(step.startswith("systemctl") for step in steps[-8:])
+    # and: the refresh's new instance, or this one on its next boot, switches without installing again
+    box.release("v2")
+    assert box.run(_boot(box)).returncode == 0
+    assert not any(step.startswith(("aws s3 cp", "python3.11")) for step in box.steps())
+    assert os.readlink(box.root / "opt/shop/current") == "releases/v2"
+
+
+def test_userdata_migrate_refuses_a_release_name_that_is_a_path(instance):
+    box, script = instance
+    assert box.run(script).returncode == 0
+    migrate = box.root / "usr/local/sbin/shop-migrate"
+    box.calls.write_text("")
+    done = subprocess.run(
+        ["bash", str(migrate), "../../etc", "s3://shop-artifacts/releases/x.tar.gz"],
+        env=box.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert not any(step.startswith(("aws s3 cp", "venv-python")) for step in box.calls.read_text().splitlines())

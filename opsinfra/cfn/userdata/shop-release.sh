@@ -3,6 +3,7 @@
 # one, start gunicorn, wait for /health, then complete the launch lifecycle action. The hook fires when an
 # instance first boots into the warm pool and again when it leaves it, so a warmed instance comes back with
 # the current release, not the one it first booted with.
+# `shop-release install VERSION BUNDLE` only installs a release (shop-migrate does, before any instance switches).
 set -euo pipefail
 
 root="${SHOP_ROOT:-}"
@@ -45,6 +46,19 @@ install_release() {
   )
   # shop.service sees the release read-only (ProtectSystem=strict): compile the bytecode now.
   "$target/venv/bin/python" -m compileall -q "$target"
+  touch "$target/.installed"
+}
+
+valid_version() {
+  [[ "$1" =~ ^[A-Za-z0-9._+-]+$ ]]
+}
+
+ensure_installed() {
+  if [[ -f "$releases/$1/.installed" ]]; then
+    log "release $1 is installed"
+  else
+    install_release "$1" "$2"
+  fi
 }
 
 switch_to() {
@@ -93,7 +107,7 @@ main() {
     --query Parameter.Value --output text)
   version=$(release_field "$value" version)
   bundle=$(release_field "$value" bundle)
-  if [[ ! "$version" =~ ^[A-Za-z0-9._+-]+$ ]]; then
+  if ! valid_version "$version"; then
     log "refusing release name $version"
     complete_lifecycle ABANDON
     exit 1
@@ -102,7 +116,7 @@ main() {
     current=$(basename "$(readlink "$current_link")")
   fi
   if [[ "$version" != "$current" ]]; then
-    install_release "$version" "$bundle"
+    ensure_installed "$version" "$bundle"
     switch_to "$version" "$current"
     systemctl restart shop.service
   else
@@ -119,4 +133,12 @@ main() {
   fi
 }
 
-main "$@"
+if [[ "${1:-}" == install ]]; then
+  if ! valid_version "${2:-}"; then
+    log "refusing release name ${2:-}"
+    exit 2
+  fi
+  ensure_installed "$2" "$3"
+else
+  main
+fi
