@@ -1,11 +1,12 @@
 """Change sets: create one, wait until CloudFormation has computed it, read it whole, delete it."""
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opsinfra import aws
-from opsinfra.errors import DeployFailed
+from opsinfra.errors import DeployFailed, OpsError
 from opsinfra.services.events import clock
 
 # Replacing one of these loses data (a new database, an empty cache or bucket, a new secret value).
@@ -54,6 +55,15 @@ class ChangeSet:
 
 def is_no_changes(message: str) -> bool:
     return any(marker in (message or "").lower() for marker in NO_CHANGES)
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z][-A-Za-z0-9]{0,127}$")
+
+
+def changeset_name_check(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise OpsError(f"{name!r} is not a change set name: a letter, then up to 127 letters, digits and hyphens.")
+    return name
 
 
 def changeset_name() -> str:
@@ -133,6 +143,18 @@ def changeset_delete(*, cfn, change_set_id: str, stack_name: str) -> None:
         cfn.delete_change_set(ChangeSetName=change_set_id, StackName=stack_name)
     except aws.aws_errors() as exc:
         raise aws.call_failed(f"delete change set {change_set_id}", exc) from exc
+
+
+def changeset_discard(*, cfn, name: str, stack_name: str) -> bool:
+    """Delete a change set that was only for review; False when there is none of that name (already gone)."""
+    try:
+        cfn.describe_change_set(ChangeSetName=name, StackName=stack_name)
+    except aws.aws_errors() as exc:
+        if aws.error_code(exc) in {"ChangeSetNotFound", "ChangeSetNotFoundException", "ValidationError"}:
+            return False
+        raise aws.call_failed(f"describe change set {name}", exc) from exc
+    changeset_delete(cfn=cfn, change_set_id=name, stack_name=stack_name)
+    return True
 
 
 def changeset_rows(change_set: ChangeSet) -> list[tuple[str, str, str, str]]:

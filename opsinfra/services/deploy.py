@@ -214,11 +214,13 @@ def deploy_plan(
     overrides: dict[str, str] | None = None,
     tags: dict[str, str] | None = None,
     rollback_alarms: list[str] | None = None,
+    change_set_name: str | None = None,
 ) -> Plan:
     """Synthesize and check the template, then create the change set and wait until it is computed.
 
     Nothing is executed. An empty change set (no changes) is deleted and the Plan says the stack is up to date.
     """
+    name = changesets.changeset_name_check(change_set_name) if change_set_name else changesets.changeset_name()
     template = templates.template_synthesize(stack=target.stack, stack_settings=target.settings)
     templates.template_check(template=template, region=target.region)
     upstream = upstream_outputs(target=target, template=template)
@@ -232,7 +234,7 @@ def deploy_plan(
     )
     request: dict = {
         "StackName": target.stack_name,
-        "ChangeSetName": changesets.changeset_name(),
+        "ChangeSetName": name,
         "ChangeSetType": change_set_type,
         "Parameters": parameters,
         "Capabilities": CAPABILITIES,
@@ -254,8 +256,11 @@ def deploy_plan(
         request["TemplateURL"] = template_url
     else:
         request["TemplateBody"] = template.body
-    if upstream.get("CloudFormationExecutionRoleArn"):
-        request["RoleARN"] = upstream["CloudFormationExecutionRoleArn"]
+    role_arn = upstream.get("CloudFormationExecutionRoleArn")
+    # Passing a role needs iam:PassRole; an update that names none runs under the stack's own role, so the preview
+    # role (which may not pass roles) can still create change sets for review.
+    if role_arn and (change_set_type == "CREATE" or existing.role_arn != role_arn):
+        request["RoleARN"] = role_arn
     if rollback_alarms:
         request["RollbackConfiguration"] = {
             "RollbackTriggers": [{"Arn": arn, "Type": "AWS::CloudWatch::Alarm"} for arn in rollback_alarms],

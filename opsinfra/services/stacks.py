@@ -32,6 +32,7 @@ class StackState:
     parameters: dict[str, str] = field(default_factory=dict)
     termination_protection: bool = False
     tags: dict[str, str] = field(default_factory=dict)
+    role_arn: str = ""
 
     @property
     def in_progress(self) -> bool:
@@ -58,6 +59,7 @@ def stack_get(*, cfn, name: str) -> StackState | None:
         parameters={item["ParameterKey"]: item.get("ParameterValue", "") for item in raw.get("Parameters") or []},
         termination_protection=bool(raw.get("EnableTerminationProtection")),
         tags={item["Key"]: item["Value"] for item in raw.get("Tags") or []},
+        role_arn=raw.get("RoleARN", ""),
     )
 
 

@@ -160,6 +160,55 @@ def test_deploy_no_execute_on_update_leaves_the_stack_unchanged(bootstrapped, ou
     assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["InstanceTypeUsed"] == "t3.medium"
 
 
+def test_deploy_preview_names_its_change_set_then_deletes_it(bootstrapped, monkeypatch):
+    from opsinfra.services import changesets
+
+    run("deploy_stack", "--no-input")
+    requests = []
+    create = changesets.changeset_create
+    monkeypatch.setattr(
+        changesets,
+        "changeset_create",
+        lambda *, cfn, request: requests.append(request) or create(cfn=cfn, request=request),
+    )
+    # when: a pull request's preview
+    out, _ = run(
+        "deploy_stack", "--no-execute", "--changeset-name", "preview-pr-7-1", "--parameter", "InstanceType=t3.large"
+    )
+    # then: named as asked, and no role passed (the preview role may not pass one; the stack keeps its own)
+    assert unexecuted_change_sets("shop-app-staging") == ["preview-pr-7-1"]
+    assert "Change set preview-pr-7-1 was created and not executed" in out
+    assert "RoleARN" not in requests[-1]
+    # when: the workflow cleans up, twice (its cleanup step runs even after a failure)
+    out, _ = run("deploy_stack", "--no-input", "--delete-changeset", "preview-pr-7-1")
+    again, _ = run("deploy_stack", "--no-input", "--delete-changeset", "preview-pr-7-1")
+    # then
+    assert "Change set preview-pr-7-1 of shop-app-staging deleted." in out
+    assert "does not exist: nothing to delete" in again
+    assert unexecuted_change_sets("shop-app-staging") == []
+    assert cfn().describe_stacks(StackName="shop-app-staging")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_deploy_first_create_passes_the_execution_role(bootstrapped, monkeypatch):
+    from opsinfra.services import changesets
+
+    requests = []
+    create = changesets.changeset_create
+    monkeypatch.setattr(
+        changesets,
+        "changeset_create",
+        lambda *, cfn, request: requests.append(request) or create(cfn=cfn, request=request),
+    )
+    run("deploy_stack", "--no-input")
+    assert requests[0]["RoleARN"] == bootstrapped["CloudFormationExecutionRoleArn"]
+
+
+def test_deploy_refuses_a_malformed_change_set_name_before_anything_is_created(bootstrapped):
+    with pytest.raises(CommandError, match="is not a change set name"):
+        run("deploy_stack", "--no-execute", "--changeset-name", "pr 7; rm")
+    assert "shop-app-staging" not in stack_names()
+
+
 def test_deploy_app_without_bootstrap_names_the_command_that_creates_it(aws_env, small_stacks, outputs_dir):
     with pytest.raises(CommandError, match=r"create it first with `manage.py deploy_stack --stack bootstrap"):
         run("deploy_stack", "--no-input")

@@ -24,6 +24,10 @@ class Command(BaseCommand):
         add_no_input(parser, "Execute the change set without asking.")
         parser.add_argument("--no-execute", action="store_true", help="Create and show the change set only.")
         parser.add_argument("--execute-changeset", metavar="NAME", help="Execute a change set made by --no-execute.")
+        parser.add_argument("--changeset-name", metavar="NAME", help="Name the new change set (default: timestamped).")
+        parser.add_argument(
+            "--delete-changeset", metavar="NAME", help="Delete a change set made for review by --no-execute, and stop."
+        )
         parser.add_argument("--disable-rollback", action="store_true", help="Keep what was created on failure.")
         parser.add_argument("--termination-protection", action="store_true", help="Turn termination protection on.")
         parser.add_argument("--rollback-alarm", action="append", metavar="ARN", help="Roll back if it alarms.")
@@ -34,7 +38,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
         self.interactive = options["interactive"]
-        if self.interactive and not options["no_execute"]:
+        if self.interactive and not options["no_execute"] and not options["delete_changeset"]:
             prompts.require_terminal("pass --no-input to deploy without asking, or --no-execute to review only.")
         try:
             self.deploy(options)
@@ -47,6 +51,13 @@ class Command(BaseCommand):
         )
         cfn = aws.client("cloudformation", region=target.region)
         kind = target.stack if target.stack == "bootstrap" else f"{target.stack}, {target.env}"
+        if options["delete_changeset"]:
+            name = options["delete_changeset"]
+            if changesets.changeset_discard(cfn=cfn, name=name, stack_name=target.stack_name):
+                self.stdout.write(f"Change set {name} of {target.stack_name} deleted.")
+            else:
+                self.stdout.write(f"Change set {name} of {target.stack_name} does not exist: nothing to delete.")
+            return
         self.stdout.write(f"Deploying {target.stack_name} ({kind}) to {target.region}.")
         if options["execute_changeset"]:
             change_set, change_set_type = deploy.changeset_find(target=target, name=options["execute_changeset"])
@@ -59,6 +70,7 @@ class Command(BaseCommand):
                 overrides=key_values(options["parameter"], "--parameter"),
                 tags=key_values(options["tag"], "--tag"),
                 rollback_alarms=options["rollback_alarm"],
+                change_set_name=options["changeset_name"],
             )
             if self.verbosity >= 2:
                 where = f"from {plan.template_url}" if plan.template_url else "inline"
