@@ -160,10 +160,11 @@ def test_deploy_no_execute_on_update_leaves_the_stack_unchanged(bootstrapped, ou
     assert {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}["InstanceTypeUsed"] == "t3.medium"
 
 
-def test_deploy_preview_names_its_change_set_then_deletes_it(bootstrapped, monkeypatch):
+@pytest.fixture
+def change_set_requests(monkeypatch) -> list[dict]:
+    """Every CreateChangeSet request deploy_stack sends, recorded on its way to the emulator."""
     from opsinfra.services import changesets
 
-    run("deploy_stack", "--no-input")
     requests = []
     create = changesets.changeset_create
     monkeypatch.setattr(
@@ -171,6 +172,11 @@ def test_deploy_preview_names_its_change_set_then_deletes_it(bootstrapped, monke
         "changeset_create",
         lambda *, cfn, request: requests.append(request) or create(cfn=cfn, request=request),
     )
+    return requests
+
+
+def test_deploy_preview_names_its_change_set_then_deletes_it(bootstrapped, change_set_requests):
+    run("deploy_stack", "--no-input")
     # when: a pull request's preview
     out, _ = run(
         "deploy_stack", "--no-execute", "--changeset-name", "preview-pr-7-1", "--parameter", "InstanceType=t3.large"
@@ -178,7 +184,7 @@ def test_deploy_preview_names_its_change_set_then_deletes_it(bootstrapped, monke
     # then: named as asked, and no role passed (the preview role may not pass one; the stack keeps its own)
     assert unexecuted_change_sets("shop-app-staging") == ["preview-pr-7-1"]
     assert "Change set preview-pr-7-1 was created and not executed" in out
-    assert "RoleARN" not in requests[-1]
+    assert "RoleARN" not in change_set_requests[-1]
     # when: the workflow cleans up, twice (its cleanup step runs even after a failure)
     out, _ = run("deploy_stack", "--no-input", "--delete-changeset", "preview-pr-7-1")
     again, _ = run("deploy_stack", "--no-input", "--delete-changeset", "preview-pr-7-1")
@@ -189,18 +195,9 @@ def test_deploy_preview_names_its_change_set_then_deletes_it(bootstrapped, monke
     assert cfn().describe_stacks(StackName="shop-app-staging")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
 
 
-def test_deploy_first_create_passes_the_execution_role(bootstrapped, monkeypatch):
-    from opsinfra.services import changesets
-
-    requests = []
-    create = changesets.changeset_create
-    monkeypatch.setattr(
-        changesets,
-        "changeset_create",
-        lambda *, cfn, request: requests.append(request) or create(cfn=cfn, request=request),
-    )
+def test_deploy_first_create_passes_the_execution_role(bootstrapped, change_set_requests):
     run("deploy_stack", "--no-input")
-    assert requests[0]["RoleARN"] == bootstrapped["CloudFormationExecutionRoleArn"]
+    assert change_set_requests[0]["RoleARN"] == bootstrapped["CloudFormationExecutionRoleArn"]
 
 
 def test_deploy_refuses_a_malformed_change_set_name_before_anything_is_created(bootstrapped):

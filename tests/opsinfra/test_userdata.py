@@ -154,10 +154,10 @@ def instance(tmp_path):
             payload = {"version": version, "bundle": f"s3://shop-artifacts/releases/{version}.tar.gz"}
             (tmp_path / "release.json").write_text(json.dumps(payload))
 
-        def run(self, script: Path, **extra):
+        def run(self, script: Path, *args: str, **extra):
             self.calls.write_text("")
             return subprocess.run(
-                ["bash", str(script)], env={**self.env, **extra}, capture_output=True, text=True, timeout=60
+                ["bash", str(script), *args], env={**self.env, **extra}, capture_output=True, text=True, timeout=60
             )
 
         def steps(self) -> list[str]:
@@ -299,16 +299,10 @@ def test_userdata_migrate_installs_the_new_release_beside_the_running_one(instan
     assert box.run(_boot(box)).returncode == 0
     migrate = box.root / "usr/local/sbin/shop-migrate"
     # when: deploy_app migrates v2 before any instance switches
-    done = subprocess.run(
-        ["bash", str(migrate), "v2", "s3://shop-artifacts/releases/v2.tar.gz"],
-        env=box.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = box.run(migrate, "v2", "s3://shop-artifacts/releases/v2.tar.gz")
     # then
     assert done.returncode == 0, done.stderr
-    steps = box.calls.read_text().splitlines()
+    steps = box.steps()
     release_dir = box.root / "opt/shop/releases/v2"
     assert any(
         step.startswith("aws s3 cp --only-show-errors --region us-east-1 s3://shop-artifacts/releases/v2")
@@ -330,13 +324,6 @@ def test_userdata_migrate_refuses_a_release_name_that_is_a_path(instance):
     box, script = instance
     assert box.run(script).returncode == 0
     migrate = box.root / "usr/local/sbin/shop-migrate"
-    box.calls.write_text("")
-    done = subprocess.run(
-        ["bash", str(migrate), "../../etc", "s3://shop-artifacts/releases/x.tar.gz"],
-        env=box.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = box.run(migrate, "../../etc", "s3://shop-artifacts/releases/x.tar.gz")
     assert done.returncode != 0
-    assert not any(step.startswith(("aws s3 cp", "venv-python")) for step in box.calls.read_text().splitlines())
+    assert not any(step.startswith(("aws s3 cp", "venv-python")) for step in box.steps())
