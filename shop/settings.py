@@ -1,5 +1,6 @@
 """Settings for the shop. The only module that reads the environment (through shop.env)."""
 
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -17,12 +18,15 @@ VERSION = env.text("SHOP_VERSION", "dev")
 APP_SECRET_ARN = env.text("APP_SECRET_ARN")
 _app_secret = app_secrets(APP_SECRET_ARN) if APP_SECRET_ARN else {}
 SECRET_KEY = _app_secret.get("django_secret_key") or env.text("DJANGO_SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise SystemExit(
-            "shop: DJANGO_SECRET_KEY (or django_secret_key in APP_SECRET_ARN) is required when DJANGO_DEBUG is off."
-        )
+# Management commands other than runserver (the ops toolkit, migrate, seed_products) sign nothing, so an operator's
+# machine needs no key; a process that serves requests (gunicorn, runserver) refuses to start without one.
+_SERVES_REQUESTS = not sys.argv[0].endswith("manage.py") or sys.argv[1:2] == ["runserver"]
+if not SECRET_KEY and DEBUG:
     SECRET_KEY = "insecure-local-development-key-do-not-deploy"  # noqa: S105 - DEBUG only
+elif not SECRET_KEY and _SERVES_REQUESTS:
+    raise SystemExit(
+        "shop: DJANGO_SECRET_KEY (or django_secret_key in APP_SECRET_ARN) is required when DJANGO_DEBUG is off."
+    )
 METRICS_TOKEN = _app_secret.get("metrics_token") or env.text("METRICS_TOKEN")
 ORIGIN_VERIFY = _app_secret.get("origin_verify") or env.text("ORIGIN_VERIFY")
 REDIS_AUTH_TOKEN = _app_secret.get("redis_auth_token") or env.text("REDIS_AUTH_TOKEN")

@@ -1,8 +1,10 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from shop import env
@@ -24,6 +26,26 @@ def test_settings_without_secret_key_refuse_to_start_with_one_line():
     assert result.stderr.strip().splitlines() == [
         "shop: DJANGO_SECRET_KEY (or django_secret_key in APP_SECRET_ARN) is required when DJANGO_DEBUG is off."
     ]
+
+
+def _manage(*args: str) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SECRET_KEY", "APP_SECRET_ARN", "DJANGO_DEBUG")}
+    manage = Path(settings.BASE_DIR) / "manage.py"
+    return subprocess.run(
+        [sys.executable, str(manage), *args], env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_runserver_without_secret_key_refuses_to_start():
+    result = _manage("runserver", "127.0.0.1:1", "--noreload")
+    assert result.returncode != 0
+    assert result.stderr.strip().endswith("is required when DJANGO_DEBUG is off.")
+
+
+def test_ops_commands_need_no_secret_key():
+    result = _manage("synth_stack", "--check")
+    assert result.returncode == 0, result.stderr
+    assert "match the code" in result.stdout
 
 
 def test_settings_in_debug_start_without_secret_key():
