@@ -194,9 +194,6 @@ def print_summary(results_dir: Path, *, server_log: Path | None) -> None:
 
 
 def run(args: argparse.Namespace, extra: list[str]) -> int:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    results_dir = Path(args.results_dir) if args.results_dir else RESULTS_DIR / stamp
-    results_dir.mkdir(parents=True, exist_ok=True)
     if not urlsplit(args.host).scheme.startswith("http"):
         raise RunError(f"--host (HOST) must be a URL like http://127.0.0.1:8501, not {args.host!r}")
     local = is_local(args.host)
@@ -207,6 +204,10 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
         env = server_environment(port)
         if port_in_use(port):
             raise RunError(f"port {port} is in use: stop what runs there or choose another HOST port")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    results_dir = Path(args.results_dir) if args.results_dir else RESULTS_DIR / stamp
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if local:
         manage(env, "migrate", "--noinput")
         manage(env, "seed_products")
     else:

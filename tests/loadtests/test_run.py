@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from loadtests.run import RELAXED_PER_IP_RATE, RunError, is_local, locust_command, parse_args, server_environment
+from loadtests.run import (
+    RELAXED_PER_IP_RATE,
+    RunError,
+    is_local,
+    locust_command,
+    parse_args,
+    run,
+    server_environment,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SMOKE_PORT = 8502
@@ -165,3 +173,22 @@ def test_locust_command_resets_stock_only_on_a_local_server(tmp_path):
     assert remote[-2:] == ["--bots", "3"]
     assert "--headless" in remote
     assert is_local("http://127.0.0.1:8501") and is_local("http://localhost:8501")
+
+
+@pytest.mark.parametrize(
+    ("argv", "database_url"),
+    [
+        (["--host", "shop.example.com"], "postgres://postgres@127.0.0.1:5432/shop"),
+        (["--host", "http://127.0.0.1:8509"], "sqlite:///db.sqlite3"),
+    ],
+)
+def test_run_refused_before_anything_is_started_or_written(monkeypatch, tmp_path, argv, database_url):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    args, extra = parse_args([*argv, "--results-dir", str(tmp_path / "results")])
+
+    with pytest.raises(RunError):
+        run(args, extra)
+
+    assert not (tmp_path / "results").exists()
+    assert not port_answers(8509)
