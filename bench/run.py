@@ -339,7 +339,8 @@ def profile_endpoint(cfg: Config, endpoint: Endpoint, server: Server, stem: Path
     stacks = stem.with_suffix(".stacks.txt")
     spy = subprocess.Popen(
         [
-            *(str(PY_SPY), "record", "--pid", str(server.process.pid), "--subprocesses", "--format", "raw"),
+            # --gil: only the thread holding the GIL is sampled, so shares are of CPU spent in Python, not of waits.
+            *(str(PY_SPY), "record", "--pid", str(server.process.pid), "--subprocesses", "--gil", "--format", "raw"),
             *("--duration", str(cfg.duration + 1), "--output", str(stacks)),
         ],
         stdout=subprocess.DEVNULL,
