@@ -24,7 +24,8 @@ from loadtests.run import (
 )
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-SMOKE_PORT = 8502
+# This suite's share of the project's port range; a concurrent run of the suite takes the next free one.
+SMOKE_PORTS = range(8502, 8520)
 # About 5.6 s of shape (0.9 s baseline, 1.8 s ramp, 2.7 s peak, 0.2 s cool-down): 12 shoppers and 1 bot, enough
 # for some 40 shopper actions, so a run without a single checkout (0.8^40) does not happen.
 SMOKE_ARGS = ("--time-scale", "0.003", "--peak-users", "12")
@@ -58,14 +59,18 @@ def server_env(needs_postgres, needs_redis, transactional_db):
     )
 
 
-def run_loadtest(env: dict, results_dir: Path, *locust_args: str) -> subprocess.CompletedProcess:
+def free_smoke_port() -> int:
+    return next(port for port in SMOKE_PORTS if not port_answers(port))
+
+
+def run_loadtest(env: dict, results_dir: Path, port: int, *locust_args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "loadtests.run",
             "--host",
-            f"http://127.0.0.1:{SMOKE_PORT}",
+            f"http://127.0.0.1:{port}",
             *SMOKE_ARGS,
             "--results-dir",
             str(results_dir),
@@ -97,8 +102,10 @@ def port_answers(port: int) -> bool:
 def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an_impossible_threshold(
     server_env, tmp_path
 ):
+    port = free_smoke_port()
+
     # when: a short run with reachable thresholds
-    passing = run_loadtest(server_env, tmp_path / "pass", *NO_LATENCY_LIMITS)
+    passing = run_loadtest(server_env, tmp_path / "pass", port, *NO_LATENCY_LIMITS)
 
     # then: it passes, and summary.json counts what locust counted
     assert passing.returncode == 0, passing.stdout[-3000:] + passing.stderr[-3000:]
@@ -121,7 +128,7 @@ def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an
     assert "gunicorn stopped" in passing.stdout and "PASSED" in passing.stdout
 
     # when: the same run with a p95 no server can meet
-    failing = run_loadtest(server_env, tmp_path / "fail", *NO_LATENCY_LIMITS, "--max-p95-product-ms=0")
+    failing = run_loadtest(server_env, tmp_path / "fail", port, *NO_LATENCY_LIMITS, "--max-p95-product-ms=0")
 
     # then: locust exits non-zero, the summary names the threshold, and the server was stopped all the same
     assert failing.returncode == 1, failing.stdout[-3000:] + failing.stderr[-3000:]
@@ -132,7 +139,7 @@ def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an
         "p95 GET /api/products/[id] (ms)",
     }
     assert "gunicorn stopped" in failing.stdout
-    assert not port_answers(SMOKE_PORT)
+    assert not port_answers(port)
 
 
 def test_server_environment_raises_only_the_per_ip_limits(monkeypatch):
@@ -176,19 +183,20 @@ def test_locust_command_resets_stock_only_on_a_local_server(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("argv", "database_url"),
+    ("host", "database_url"),
     [
-        (["--host", "shop.example.com"], "postgres://postgres@127.0.0.1:5432/shop"),
-        (["--host", "http://127.0.0.1:8509"], "sqlite:///db.sqlite3"),
+        ("127.0.0.1:{port}", "postgres://postgres@127.0.0.1:5432/shop"),
+        ("http://127.0.0.1:{port}", "sqlite:///db.sqlite3"),
     ],
 )
-def test_run_refused_before_anything_is_started_or_written(monkeypatch, tmp_path, argv, database_url):
+def test_run_refused_before_anything_is_started_or_written(monkeypatch, tmp_path, host, database_url):
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
-    args, extra = parse_args([*argv, "--results-dir", str(tmp_path / "results")])
+    port = free_smoke_port()
+    args, extra = parse_args(["--host", host.format(port=port), "--results-dir", str(tmp_path / "results")])
 
     with pytest.raises(RunError):
         run(args, extra)
 
     assert not (tmp_path / "results").exists()
-    assert not port_answers(8509)
+    assert not port_answers(port)
