@@ -216,7 +216,8 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                 _policy(
                     "deploy",
                     _allow("ChangeSets", ["cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet",
-                                          "cloudformation:DeleteChangeSet", *CHANGE_SET_READ], stacks),
+                                          "cloudformation:DeleteChangeSet", "cloudformation:CancelUpdateStack",
+                                          *CHANGE_SET_READ], stacks),
                     _allow("PassExecutionRole", "iam:PassRole", GetAtt(execution, "Arn"),
                            StringEquals={"iam:PassedToService": "cloudformation.amazonaws.com"}),
                     _allow("Artifacts", ["s3:PutObject", "s3:GetObject"], bucket_objects),
@@ -229,6 +230,9 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     _allow("Describe", ["autoscaling:DescribeInstanceRefreshes",
                                         "autoscaling:DescribeAutoScalingGroups", "ssm:GetCommandInvocation",
                                         "ssm:ListCommandInvocations"], "*"),
+                    # deploy_app reads which parameters the migration document takes before it sends it.
+                    _allow("MigrationDocument", "ssm:DescribeDocument",
+                           Sub(f"arn:${{AWS::Partition}}:ssm:*:${{AWS::AccountId}}:document/{project}-*-migrate")),
                     _allow("Migrations", "ssm:SendCommand", [
                         Sub(f"arn:${{AWS::Partition}}:ssm:*:${{AWS::AccountId}}:document/{project}-*-migrate"),
                         Sub("arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:instance/*"),
