@@ -54,8 +54,9 @@ def server_env(needs_postgres, needs_redis, transactional_db):
         REDIS_URL=settings.REDIS_URL,
         METRICS_TOKEN="smoke-metrics-token",
         GUNICORN_WORKERS="2",
-        # Low enough that the bot meets it within seconds even on a slow machine; shoppers buy far less often.
-        RATELIMIT_CHECKOUT_PER_SESSION="5/m",
+        # The bot (no think time) meets it within a second even on a slow machine; a shopper thinks 0.5-2.5 s
+        # between actions, so in the ~6 s run it cannot reach 15 checkouts (with 5/m one sometimes did).
+        RATELIMIT_CHECKOUT_PER_SESSION="15/m",
     )
 
 
