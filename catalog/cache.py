@@ -76,9 +76,14 @@ def fetch(key: str, build: Callable[[], CachedResponse]) -> tuple[CachedResponse
         return build(), BYPASS
     if lookup.entry is not None:
         return lookup.entry, HIT
-    token = store.try_lock(lookup.version, key)
+    token, entry = store.try_lock(lookup.version, key)
     if token is _UNAVAILABLE:
         return build(), BYPASS
+    if entry is not None:
+        # Built by another request between this one's lookup and its lock: no second rebuild.
+        if token is not None:
+            store.unlock(lookup.version, key, token)
+        return entry, MISS
     if token is None:
         entry = store.wait(lookup.version, key)
         if entry is _UNAVAILABLE:
@@ -150,13 +155,25 @@ class RedisStore:
         return _Lookup(version=version.decode(), entry=CachedResponse.decode(raw) if raw is not None else None)
 
     def try_lock(self, version: str, key: str):
-        """A token when this request holds the rebuild lock, None when another does, _UNAVAILABLE on failure."""
+        """(token, entry): a token when this request holds the rebuild lock, None when another does, _UNAVAILABLE
+        on failure; and the entry if one was stored meanwhile. A builder stores before it unlocks, so reading the
+        entry right after taking the lock, in the same round trip, sees any rebuild that finished first."""
         token = secrets.token_hex(8)
+        entry_key = f"{_prefix()}v{version}:{key}"
         lock_key = f"{_prefix()}lock:v{version}:{key}"
-        acquired = redis_call(lambda client: client.set(lock_key, token, nx=True, px=LOCK_TTL_MS), _UNAVAILABLE)
-        if acquired is _UNAVAILABLE:
-            return _UNAVAILABLE
-        return token if acquired else None
+        replies = redis_call(
+            lambda client: (
+                client.pipeline(transaction=False)
+                .set(lock_key, token, nx=True, px=LOCK_TTL_MS)
+                .get(entry_key)
+                .execute()
+            ),
+            _UNAVAILABLE,
+        )
+        if replies is _UNAVAILABLE:
+            return _UNAVAILABLE, None
+        acquired, raw = replies
+        return (token if acquired else None), (CachedResponse.decode(raw) if raw is not None else None)
 
     def wait(self, version: str, key: str):
         """Poll for the entry another request is building; None once its lock is gone without an entry."""
@@ -231,12 +248,15 @@ class LocalStore:
             self._misses += 1
             return _Lookup(version=version, entry=None)
 
-    def try_lock(self, version: str, key: str) -> str | None:
+    def try_lock(self, version: str, key: str) -> tuple[str | None, CachedResponse | None]:
         with self._lock:
+            stored = self._entries.get((version, key))
+            if stored is not None and stored[0] > time.monotonic():
+                return None, stored[1]
             if (version, key) in self._building:
-                return None
+                return None, None
             self._building[(version, key)] = threading.Event()
-            return "local"
+            return "local", None
 
     def wait(self, version: str, key: str) -> CachedResponse | None:
         with self._lock:

@@ -27,7 +27,7 @@ def main() -> None:
     from catalog import cache
 
     if "--no-lock" in sys.argv:
-        cache.RedisStore.try_lock = lambda self, version, key: "no-lock"
+        cache.RedisStore.try_lock = lambda self, version, key: ("no-lock", None)
         cache.RedisStore.unlock = lambda self, version, key, token: None
 
     counted = threading.Lock()

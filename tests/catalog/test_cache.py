@@ -269,3 +269,19 @@ def test_a_miss_reads_the_page_once(client, make_products, cache_backend, django
         client.get("/api/products")
 
     assert len(product_queries(captured)) == 1  # the last page: its total needs no COUNT
+
+
+def test_an_entry_stored_between_lookup_and_lock_is_used_not_rebuilt(cache_backend, monkeypatch):
+    # given: this request's lookup missed, then another request stored the entry and released its lock
+    store = cache._store()
+    version = store.lookup("race-key").version
+    built_elsewhere = cache.CachedResponse.of(b'{"built": "elsewhere"}')
+    token, _ = store.try_lock(version, "race-key")
+    store.put(version, "race-key", built_elsewhere)
+    store.unlock(version, "race-key", token)
+    monkeypatch.setattr(store, "lookup", lambda key: cache._Lookup(version=version, entry=None))
+    rebuilds = []
+    # when
+    entry, status = cache.fetch("race-key", lambda: rebuilds.append(1) or cache.CachedResponse.of(b"{}"))
+    # then
+    assert (entry.body, status, rebuilds) == (built_elsewhere.body, cache.MISS, [])
