@@ -64,5 +64,5 @@ def test_deploy_real_bootstrap_then_app_stack(aws_env, outputs_dir, env):
     # The distribution exists for CloudFront's API too, so purge_cdn finds it from the outputs file.
     out, _ = run("purge_cdn", "--env", env, "--wait")
     assert f"created on {outputs['DistributionId']} for 1 path(s)" in out
-    # What moto could not create itself; the lead is told this list, and it only ever shrinks with moto upgrades.
+    # What moto could not create itself; the list only ever shrinks with moto upgrades.
     assert "AWS::RDS::DBProxy" in STANDING_IN
