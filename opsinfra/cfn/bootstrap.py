@@ -5,7 +5,7 @@ Deployed once per account and region by an administrator; every later deploy run
 
 from troposphere import Equals, GetAtt, If, Output, Ref, Sub, Template, iam, s3
 
-from opsinfra.cfn.common import checkov_skip, parameter, stateful
+from opsinfra.cfn.common import checkov_skip, parameter, service_trust, stateful
 from opsinfra.stacks import StackSettings
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
@@ -165,16 +165,7 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     execution = t.add_resource(
         iam.Role(
             "BootstrapExecutionRole",
-            AssumeRolePolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "cloudformation.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            },
+            AssumeRolePolicyDocument=service_trust("cloudformation.amazonaws.com"),
             Policies=[
                 _policy(
                     "create-shop-stacks",

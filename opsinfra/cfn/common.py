@@ -62,3 +62,11 @@ SECRETS_KEY_REASON = (
 
 def name_tags(name) -> Tags:
     return Tags(Name=name)
+
+
+def service_trust(service: str, **conditions) -> dict:
+    """An AssumeRolePolicyDocument that lets one AWS service assume the role."""
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if conditions:
+        statement["Condition"] = conditions
+    return {"Version": "2012-10-17", "Statement": [statement]}

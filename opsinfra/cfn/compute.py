@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from troposphere import Base64, Equals, GetAtt, Join, Ref, Sub, Tags, Template, autoscaling, ec2, iam, ssm
 
 from opsinfra.cfn import userdata
-from opsinfra.cfn.common import flag_parameter, log_group, parameter
+from opsinfra.cfn.common import flag_parameter, log_group, parameter, service_trust
 from opsinfra.cfn.database import DATABASE_NAME, Database
 from opsinfra.cfn.loadbalancer import LoadBalancer
 from opsinfra.cfn.network import Network
@@ -85,12 +85,7 @@ def _instance_role(t: Template, *, wiring: AppWiring, log_groups: list) -> iam.R
     return t.add_resource(
         iam.Role(
             "ComputeInstanceRole",
-            AssumeRolePolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            },
+            AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
             # Session Manager (no SSH) and the SSM command deploy_app sends to run migrations.
             ManagedPolicyArns=[Sub("arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore")],
             Policies=[iam.Policy(PolicyName="app", PolicyDocument={"Version": "2012-10-17", "Statement": statements})],

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from troposphere import GetAtt, Ref, Template, iam, rds, secretsmanager
 
-from opsinfra.cfn.common import SECRETS_KEY_REASON, checkov_skip, log_group, parameter, stateful
+from opsinfra.cfn.common import SECRETS_KEY_REASON, checkov_skip, log_group, parameter, service_trust, stateful
 from opsinfra.cfn.network import Network
 from opsinfra.cfn.secrets import RDS_REJECTED, SQL_UNSAFE, resolve
 from opsinfra.cfn.security_groups import SecurityGroups
@@ -158,12 +158,7 @@ def _add_proxy(t: Template, *, settings: StackSettings, network: Network, groups
     role = t.add_resource(
         iam.Role(
             "DatabaseProxyRole",
-            AssumeRolePolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Effect": "Allow", "Principal": {"Service": "rds.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                ],
-            },
+            AssumeRolePolicyDocument=service_trust("rds.amazonaws.com"),
             Policies=[
                 iam.Policy(
                     PolicyName="read-database-secrets",

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from troposphere import Equals, GetAtt, GetAZs, If, Ref, Select, Sub, Template, ec2, iam
 
-from opsinfra.cfn.common import flag_parameter, log_group, name_tags, parameter
+from opsinfra.cfn.common import flag_parameter, log_group, name_tags, parameter, service_trust
 from opsinfra.stacks import StackSettings
 
 VPC_CIDR = "10.0.0.0/16"
@@ -178,17 +178,9 @@ def add_flow_logs(t: Template, *, vpc: ec2.VPC, settings: StackSettings) -> None
     role = t.add_resource(
         iam.Role(
             "NetworkFlowLogRole",
-            AssumeRolePolicyDocument={
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                        "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
-                    }
-                ],
-            },
+            AssumeRolePolicyDocument=service_trust(
+                "vpc-flow-logs.amazonaws.com", StringEquals={"aws:SourceAccount": Ref("AWS::AccountId")}
+            ),
             Policies=[
                 iam.Policy(
                     PolicyName="flow-logs",
