@@ -76,7 +76,21 @@ class CachedProductApi(APIView):
 
 
 def cached_json_response(request, key: str, build) -> HttpResponse:
-    entry, cache_status = cache.fetch(key, build)
+    entry, cache_status = cache.fetch(key, build, near_key=_near_key(request))
+    return _cached_response(request, entry, cache_status)
+
+
+def near_cached_response(request) -> HttpResponse | None:
+    """The answer this process keeps for exactly this path and query string, found before they are parsed."""
+    entry = cache.near_get(_near_key(request))
+    return _cached_response(request, entry, cache.HIT) if entry is not None else None
+
+
+def _near_key(request) -> str:
+    return f"{request.path_info}?{request.META.get('QUERY_STRING', '')}"
+
+
+def _cached_response(request, entry: cache.CachedResponse, cache_status: str) -> HttpResponse:
     if _etag_matches(request.META.get("HTTP_IF_NONE_MATCH"), entry.etag):
         response = HttpResponseNotModified()
     else:

@@ -7,9 +7,11 @@ Keys (the `{catalog}` hash tag keeps them in one slot, so the lookup script may 
     {prefix}:{catalog}:lock:v<version>:<key>    held (SET NX PX) by the one request in the fleet rebuilding <key>
     {prefix}:{catalog}:hits, :misses            fleet-wide counters for /api/metrics
 
-A hit costs one Redis round trip: a script reads the version, the entry and counts the hit together. Every call
-goes through shop.redis.redis_call, so a Redis that fails makes requests answer from the database (BYPASS).
-Without REDIS_URL (`make run`) the same protocol runs on a store in process memory.
+A hit costs one Redis round trip: a script reads the version, the entry and counts the hit together. A repeated
+hit in the same process costs none: catalog.nearcache keeps what this process served, while it hears the channel
+every bump publishes on ({prefix}:{catalog}:bumped). Every call goes through shop.redis.redis_call, so a Redis
+that fails makes requests answer from the database (BYPASS). Without REDIS_URL (`make run`) the same protocol runs
+on a store in process memory.
 """
 
 import hashlib
@@ -27,7 +29,8 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
-from shop.redis import redis_call
+from catalog.nearcache import Listener, NearCache
+from shop.redis import redis_call, redis_client
 
 log = logging.getLogger("catalog.cache")
 
@@ -68,8 +71,32 @@ class _Lookup:
     entry: CachedResponse | None
 
 
-def fetch(key: str, build: Callable[[], CachedResponse]) -> tuple[CachedResponse, str]:
-    """The response for `key` and how it was served: HIT, MISS (built here or by a concurrent request), or BYPASS."""
+def fetch(key: str, build: Callable[[], CachedResponse], *, near_key: str = "") -> tuple[CachedResponse, str]:
+    """The response for `key` and how it was served: HIT, MISS (built here or by a concurrent request), or BYPASS.
+
+    With a `near_key` (the request as it came, before its parameters are parsed), the entry is also kept in this
+    process's near cache under that key, where `near_get` finds it without parsing the request again.
+    """
+    near = _near() if near_key else None
+    if near is None:
+        return _fetch_shared(key, build)
+    entry = near.get(near_key)
+    if entry is not None:
+        return entry, HIT
+    generation = near.generation
+    entry, served = _fetch_shared(key, build)
+    if served != BYPASS:
+        near.put(near_key, entry, generation=generation)
+    return entry, served
+
+
+def near_get(near_key: str) -> CachedResponse | None:
+    """The entry this process keeps for the request `near_key`, if it may serve it (catalog.nearcache)."""
+    near = _near()
+    return near.get(near_key) if near is not None else None
+
+
+def _fetch_shared(key: str, build: Callable[[], CachedResponse]) -> tuple[CachedResponse, str]:
     store = _store()
     lookup = store.lookup(key)
     if lookup is None:
@@ -115,6 +142,16 @@ def counters() -> tuple[int | None, int | None]:
 
 def _store() -> "RedisStore | LocalStore":
     return _redis_store if settings.REDIS_URL else _local_store
+
+
+def _near() -> NearCache | None:
+    """This process's copy of Redis entries (catalog.nearcache); None without Redis or with the copy turned off."""
+    ttl_ms = settings.PRODUCT_NEAR_CACHE_TTL_MS
+    if not settings.REDIS_URL or ttl_ms <= 0:
+        return None
+    _near_cache.ttl = ttl_ms / 1000
+    _near_listener.ensure_running()
+    return _near_cache
 
 
 def _prefix() -> str:
@@ -206,7 +243,19 @@ class RedisStore:
         redis_call(lambda client: _scripts(client)[1](keys=[lock_key], args=[token], client=client), None)
 
     def bump(self) -> None:
-        if redis_call(lambda client: client.incr(_prefix() + "version"), None) is None:
+        """A new version, announced on the channel every process's near cache listens to.
+
+        This process's copies are dropped after the INCR, so none taken from the old version survives here.
+        """
+        prefix = _prefix()
+        bumped = redis_call(
+            lambda client: (
+                client.pipeline(transaction=False).incr(prefix + "version").publish(_channel(), "").execute()
+            ),
+            None,
+        )
+        _near_cache.clear()
+        if bumped is None:
             log.warning(
                 "product cache not invalidated: redis unavailable; entries expire within PRODUCT_CACHE_TTL",
                 extra={"ttl_s": settings.PRODUCT_CACHE_TTL},
@@ -214,7 +263,16 @@ class RedisStore:
 
     def counters(self) -> tuple[int | None, int | None]:
         prefix = _prefix()
-        values = redis_call(lambda client: client.mget(prefix + "hits", prefix + "misses"), None)
+
+        def read(client):
+            pipeline = client.pipeline(transaction=False)
+            if near_hits:
+                pipeline.incrby(prefix + "hits", near_hits)
+            return pipeline.mget(prefix + "hits", prefix + "misses").execute()[-1]
+
+        with _near_hits_lock:  # this process's own hits are all in the sum, none counted twice
+            near_hits = _near_cache.take_hits()
+            values = redis_call(read, None)
         if values is None:
             return None, None
         hits, misses = (int(value or 0) for value in values)
@@ -290,5 +348,20 @@ class LocalStore:
             return self._hits, self._misses
 
 
+def _channel() -> str:
+    return _prefix() + "bumped"
+
+
+def _flush_near_hits() -> None:
+    """Add the hits this process served from its near cache to the fleet-wide counter."""
+    with _near_hits_lock:
+        hits = _near_cache.take_hits()
+        if hits:
+            redis_call(lambda client: client.incrby(_prefix() + "hits", hits), None)
+
+
 _redis_store = RedisStore()
 _local_store = LocalStore()
+_near_cache = NearCache(ttl=1.0)
+_near_hits_lock = threading.Lock()
+_near_listener = Listener(_near_cache, client=redis_client, channel=_channel, flush_hits=_flush_near_hits)

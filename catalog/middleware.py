@@ -8,7 +8,7 @@ answer (bad parameters, unknown products, HEAD) continues to the DRF views, whic
 
 from django.db import OperationalError
 
-from catalog.apis import PRODUCTS_PATH, product_detail_get, product_list_get
+from catalog.apis import PRODUCTS_PATH, near_cached_response, product_detail_get, product_list_get
 from shop.exceptions import DomainError
 from shop.middleware import database_unavailable_response
 
@@ -38,7 +38,9 @@ class ProductCacheMiddleware:
             return None
         request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware would check it (DisallowedHost becomes a 400)
         try:
-            response = answer(request, *arguments)
+            response = near_cached_response(request)
+            if response is None:
+                response = answer(request, *arguments)
         except DomainError:
             return None
         except OperationalError:

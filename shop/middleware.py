@@ -6,7 +6,10 @@ import time
 from django.db import OperationalError
 from django.http import JsonResponse
 
+from shop.logs import BufferedLines, json_line
+
 request_log = logging.getLogger("shop.request")
+request_lines = BufferedLines()
 db_log = logging.getLogger("shop.db")
 
 DB_RETRY_AFTER_SECONDS = 5
@@ -18,7 +21,11 @@ def request_id(request) -> str:
 
 
 class RequestLogMiddleware:
-    """One structured line per request: method, path, status, duration, cache status, request id."""
+    """One structured line per request: method, path, status, duration, cache status, request id.
+
+    Written through shop.logs.BufferedLines rather than a logging call (see there why); the level of the
+    `shop.request` logger (LOG_LEVEL) still decides whether lines are written.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -26,17 +33,18 @@ class RequestLogMiddleware:
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
-        request_log.info(
-            "request",
-            extra={
+        if request_log.isEnabledFor(logging.INFO):
+            fields = {
                 "method": request.method,
                 "path": request.path,
                 "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "cache": response.get("X-Cache-Status", ""),
                 "request_id": request_id(request),
-            },
-        )
+            }
+            request_lines.append(
+                json_line(created=time.time(), level="INFO", logger=request_log.name, message="request", fields=fields)
+            )
         return response
 
 

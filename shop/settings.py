@@ -143,6 +143,9 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = False
 
 # --- Catalogue ----------------------------------------------------------------------------------------
 PRODUCT_CACHE_TTL = 300
+# Each process also keeps the entries it served for this long (catalog.nearcache), while it hears Redis's
+# invalidation channel; 0 turns that copy off.
+PRODUCT_NEAR_CACHE_TTL_MS = env.integer("PRODUCT_NEAR_CACHE_TTL_MS", 1000)
 
 # --- Checkout -----------------------------------------------------------------------------------------
 RATELIMIT_ENABLED = env.flag("RATELIMIT_ENABLED", True)

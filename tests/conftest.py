@@ -61,3 +61,20 @@ def _fresh_cache():
     cache.clear()
     yield
     breaker.reset()
+
+
+@pytest.fixture(autouse=True)
+def _near_cache_off(settings):
+    """Off unless a test turns it on: the near cache goes live a moment after its listener thread subscribes, which
+    would make a test that counts Redis round trips depend on timing. tests/catalog/test_nearcache.py turns it on
+    and waits until it is live."""
+    settings.PRODUCT_NEAR_CACHE_TTL_MS = 0
+
+
+@pytest.fixture(autouse=True)
+def _request_lines_in_the_test_output():
+    """Request log lines are written in batches; the test that made them shows them, not the end of the run."""
+    from shop.middleware import request_lines
+
+    yield
+    request_lines.flush()
