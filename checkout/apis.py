@@ -16,6 +16,8 @@ from checkout.serializers import (
     CheckoutInputSerializer,
     OrderOutputSerializer,
     SessionOutputSerializer,
+    checkout_input,
+    order_output,
 )
 from checkout.services import order_place, session_create
 
@@ -84,15 +86,14 @@ class CheckoutApi(NoStoreApi):
     )
     def post(self, request):
         ratelimit_ip(request, scope="checkout", rate=settings.RATELIMIT_CHECKOUT_PER_IP)
-        serializer = CheckoutInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+        lines, body_token = checkout_input(request.data)
         idempotency_key = _idempotency_key(request)
-        token = request.headers.get("X-Session-Token") or serializer.validated_data.get("session_token")
+        token = request.headers.get("X-Session-Token") or body_token
         if token:
             ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
         session = session_get_by_token(token=token)
-        order = order_place(session=session, lines=serializer.lines(), idempotency_key=idempotency_key)
-        return Response(OrderOutputSerializer(order).data, status=status.HTTP_201_CREATED)
+        order = order_place(session=session, lines=lines, idempotency_key=idempotency_key)
+        return Response(order_output(order), status=status.HTTP_201_CREATED)
 
 
 class OrderDetailApi(NoStoreApi):

@@ -1,12 +1,25 @@
 """Reads for the checkout: sessions by token, orders for their session, prices for a cart."""
 
 import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
 
+from django.db import connection
 from django.utils import timezone
 
 from catalog.models import Product
 from checkout.exceptions import OrderNotFound, ProductNotFound, SessionInvalid, SessionRequired
 from checkout.models import Order, ShopperSession
+from checkout.sql import db_datetime, from_db, loaded, model_sql, placeholders
+
+SESSION_SQL = "SELECT {id}, {created_at}, {expires_at} FROM {table} WHERE {token_hash} = %s AND {expires_at} > %s"
+PRICES_SQL = "SELECT {id}, {price}, {currency} FROM {table} WHERE {id} IN "
+
+
+@dataclass(frozen=True, slots=True)
+class ProductPrice:
+    price: Decimal
+    currency: str
 
 
 def token_hash(token: str) -> str:
@@ -17,10 +30,21 @@ def session_get_by_token(*, token: str | None) -> ShopperSession:
     """The live session a token names; SessionRequired without a token, SessionInvalid when unknown or expired."""
     if not token:
         raise SessionRequired()
-    session = ShopperSession.objects.filter(token_hash=token_hash(token), expires_at__gt=timezone.now()).first()
-    if session is None:
+    hashed = token_hash(token)
+    with connection.cursor() as cursor:
+        cursor.execute(model_sql(ShopperSession, SESSION_SQL), [hashed, db_datetime(timezone.now())])
+        row = cursor.fetchone()
+    if row is None:
         raise SessionInvalid()
-    return session
+    session_id, created_at, expires_at = row
+    return loaded(
+        ShopperSession(
+            id=session_id,
+            token_hash=hashed,
+            created_at=from_db(ShopperSession, "created_at", created_at),
+            expires_at=from_db(ShopperSession, "expires_at", expires_at),
+        )
+    )
 
 
 def order_get_for_session(*, order_id: int, session: ShopperSession) -> Order:
@@ -31,10 +55,18 @@ def order_get_for_session(*, order_id: int, session: ShopperSession) -> Order:
     return order
 
 
-def products_for_cart(*, product_ids: list[int]) -> dict[int, Product]:
-    """The products of a cart by id, with their current prices; ProductNotFound names every missing one."""
-    products = Product.objects.only("id", "price", "currency").in_bulk(product_ids)
-    missing = sorted(set(product_ids) - set(products))
+def products_for_cart(*, product_ids: list[int]) -> dict[int, ProductPrice]:
+    """The current price of each product of a cart, by id; ProductNotFound names every missing one."""
+    prices = {}
+    if product_ids:
+        with connection.cursor() as cursor:
+            cursor.execute(model_sql(Product, PRICES_SQL) + f"({placeholders(len(product_ids))})", product_ids)
+            rows = cursor.fetchall()
+        prices = {
+            product_id: ProductPrice(price=from_db(Product, "price", price), currency=currency)
+            for product_id, price, currency in rows
+        }
+    missing = sorted(set(product_ids) - set(prices))
     if missing:
         raise ProductNotFound(product_ids=missing)
-    return products
+    return prices

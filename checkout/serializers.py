@@ -3,6 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from checkout.models import Order
 from checkout.services import MAX_LINES, LineRequest
 
 
@@ -38,6 +39,55 @@ class CheckoutInputSerializer(serializers.Serializer):
         return [LineRequest(product_id=item["product_id"], quantity=item["quantity"]) for item in items]
 
 
+def checkout_input(data) -> tuple[list[LineRequest], str | None]:
+    """The lines and the body's session_token, exactly as CheckoutInputSerializer validates `data`.
+
+    The bodies clients send (whole numbers, a plain token) are read here in a few µs, where building and running
+    the serializer cost about 100 µs; any other body goes through the serializer, so every 400 carries its errors.
+    """
+    lines = _plain_lines(data)
+    if lines is not None and ("session_token" not in data or _plain_token(data["session_token"])):
+        return lines, data.get("session_token")
+    serializer = CheckoutInputSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.lines(), serializer.validated_data.get("session_token")
+
+
+def _plain_lines(data) -> list[LineRequest] | None:
+    """The lines of a body the serializer accepts as they are, else None (the serializer then decides)."""
+    if type(data) is not dict:
+        return None
+    if "items" not in data:
+        line = _plain_line(data)
+        return None if line is None else [line]
+    items = data["items"]
+    if "product_id" in data or "quantity" in data or type(items) is not list or not 0 < len(items) <= MAX_LINES:
+        return None
+    lines = [_plain_line(item) for item in items]
+    return None if any(line is None for line in lines) else lines
+
+
+def _plain_line(item) -> LineRequest | None:
+    if type(item) is not dict:
+        return None
+    product_id, quantity = item.get("product_id"), item.get("quantity")
+    # type() rather than isinstance(): the serializer refuses True, which is an int too.
+    if type(product_id) is int and type(quantity) is int and product_id >= 1 and quantity >= 1:
+        return LineRequest(product_id=product_id, quantity=quantity)
+    return None
+
+
+def _plain_token(token) -> bool:
+    """A token the serializer keeps as it is: text, 1-128 characters, no surrounding blanks, nothing it refuses."""
+    return (
+        type(token) is str
+        and 0 < len(token) <= 128
+        and token.isascii()
+        and token.isprintable()
+        and token == token.strip()
+    )
+
+
 class SessionOutputSerializer(serializers.Serializer):
     session_token = serializers.CharField(help_text="Shown once; send it as X-Session-Token or session_token.")
     expires_at = serializers.DateTimeField()
@@ -64,6 +114,33 @@ class OrderOutputSerializer(serializers.Serializer):
         if lines is None:
             lines = order.lines.all()
         return OrderLineOutputSerializer(lines, many=True).data
+
+
+def order_output(order: Order) -> dict:
+    """What OrderOutputSerializer(order).data is, with the same fields formatting each value.
+
+    Built without a serializer instance: copying the serializer's fields for each answer cost about 230 µs of CPU.
+    """
+    fields = OrderOutputSerializer._declared_fields
+    money = OrderLineOutputSerializer._declared_fields["unit_price"]
+    lines = getattr(order, "placed_lines", None)
+    if lines is None:
+        lines = order.lines.all()
+    return {
+        "order_id": order.pk,
+        "status": str(order.status),
+        "items": [
+            {
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": money.to_representation(line.unit_price),
+            }
+            for line in lines
+        ],
+        "total": fields["total"].to_representation(order.total),
+        "currency": order.currency,
+        "created_at": fields["created_at"].to_representation(order.created_at),
+    }
 
 
 class CheckoutErrorSerializer(serializers.Serializer):

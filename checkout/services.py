@@ -18,6 +18,7 @@ from catalog.services import InsufficientStock, stock_reserve
 from checkout.exceptions import IdempotencyKeyReused, InvalidRequest, ReplayedError, RequestInProgress
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from checkout.selectors import products_for_cart, token_hash
+from checkout.sql import db_datetime, loaded, model_sql, placeholders
 
 log = logging.getLogger("shop.checkout")
 
@@ -81,21 +82,28 @@ def lines_merge(*, lines: list[LineRequest]) -> list[LineRequest]:
     return [LineRequest(product_id=pid, quantity=totals[pid]) for pid in sorted(totals)]
 
 
+ORDER_INSERT_SQL = (
+    "INSERT INTO {table} ({session_id}, {status}, {total}, {currency}, {idempotency_key}, {created_at}, {updated_at}) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {id}"
+)
+ORDER_LINES_INSERT_SQL = "INSERT INTO {table} ({order_id}, {product_id}, {quantity}, {unit_price}) VALUES "
+
+
 def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotency_key: str | None) -> Order:
     """Sell the lines to the session as one order, or nothing at all; prices come from the database.
 
     Statements: the price read, then one short transaction holding only the stock UPDATEs (one per line, see
-    stock_reserve for the locks) and the order and line INSERTs. With an Idempotency-Key, the key is claimed in its
-    own autocommit INSERT before that transaction and marked done inside it, so the order and "key used" commit
-    together. A replay (same key, same lines) returns the stored order without touching stock; an out-of-stock
-    answer is stored too and replayed as the same 409 (use a new key to try again). Any other failure releases
-    the key, so a retry with it starts afresh.
+    stock_reserve for the locks), the order INSERT and one INSERT for all its lines. With an Idempotency-Key, the
+    key is claimed in its own autocommit INSERT before that transaction and marked done inside it, so the order
+    and "key used" commit together. A replay (same key, same lines) returns the stored order without touching
+    stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key to try again). Any
+    other failure releases the key, so a retry with it starts afresh.
 
     The returned order carries `placed_lines`, so it is answered without reading its lines back.
     """
     lines = lines_merge(lines=lines)
-    products = products_for_cart(product_ids=[line.product_id for line in lines])
-    currencies = {products[line.product_id].currency for line in lines}
+    prices = products_for_cart(product_ids=[line.product_id for line in lines])
+    currencies = {prices[line.product_id].currency for line in lines}
     if len(currencies) > 1:
         raise InvalidRequest("All products of one checkout must be priced in the same currency.")
 
@@ -107,22 +115,20 @@ def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotenc
         record = claimed
 
     order_lines = [
-        OrderLine(product_id=line.product_id, quantity=line.quantity, unit_price=products[line.product_id].price)
+        OrderLine(product_id=line.product_id, quantity=line.quantity, unit_price=prices[line.product_id].price)
         for line in lines
     ]
+    order = Order(
+        session=session,
+        total=sum(line.unit_price * line.quantity for line in order_lines),
+        currency=currencies.pop(),
+        idempotency_key=idempotency_key or "",
+    )
     try:
         # durable: never nested in a longer transaction, so the locks end at this block's COMMIT.
         with transaction.atomic(durable=True):
             stock_reserve(lines=[(line.product_id, line.quantity) for line in lines])
-            order = Order.objects.create(
-                session=session,
-                total=sum(line.unit_price * line.quantity for line in order_lines),
-                currency=currencies.pop(),
-                idempotency_key=idempotency_key or "",
-            )
-            for line in order_lines:
-                line.order = order
-            OrderLine.objects.bulk_create(order_lines)
+            _order_insert(order, lines=order_lines)
             if record is not None:
                 _idempotency_finish(record, order=order)
     except InsufficientStock as exc:
@@ -135,6 +141,33 @@ def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotenc
         raise
     order.placed_lines = order_lines
     return order
+
+
+def _order_insert(order: Order, *, lines: list[OrderLine]) -> None:
+    """The order's INSERT, then one INSERT for all its lines; sets ids and timestamps as save() would."""
+    order.created_at = order.updated_at = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            model_sql(Order, ORDER_INSERT_SQL),
+            [
+                order.session_id,
+                order.status,
+                order.total,
+                order.currency,
+                order.idempotency_key,
+                db_datetime(order.created_at),
+                db_datetime(order.updated_at),
+            ],
+        )
+        order.pk = cursor.fetchone()[0]
+        loaded(order)
+        values = []
+        for line in lines:
+            line.order = order
+            loaded(line)
+            values += [order.pk, line.product_id, line.quantity, line.unit_price]
+        row = f"({placeholders(4)})"
+        cursor.execute(model_sql(OrderLine, ORDER_LINES_INSERT_SQL) + ", ".join([row] * len(lines)), values)
 
 
 # --- Idempotency ----------------------------------------------------------------------------------------
@@ -198,32 +231,37 @@ def _idempotency_claim(*, session: ShopperSession, key: str, request_hash: str) 
     return existing
 
 
+CLAIM_INSERT_SQL = (
+    "INSERT INTO {table} ({session_id}, {key}, {request_hash}, {started_at}, {created_at}, {expires_at}) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT ({session_id}, {key}) DO NOTHING RETURNING {id}"
+)
+# The conditions of _owned(), by hand: every checkout with an Idempotency-Key runs this UPDATE.
+CLAIM_DONE_SQL = (
+    "UPDATE {table} SET {order_id} = %s, {response_status} = %s "
+    "WHERE {id} = %s AND {started_at} = %s AND {response_status} IS NULL AND {order_id} IS NULL"
+)
+
+
 def _insert_unless_exists(record: IdempotencyRecord) -> bool:
     """INSERT … ON CONFLICT DO NOTHING: one autocommit statement, no IntegrityError, no transaction left broken.
 
     True when this call created the row (and so owns the key).
     """
-    meta = IdempotencyRecord._meta
-    quote = connection.ops.quote_name
-    columns = ["session_id", "key", "request_hash", "started_at", "created_at", "expires_at"]
     values = [
         record.session_id,
         record.key,
         record.request_hash,
-        *(connection.ops.adapt_datetimefield_value(getattr(record, name)) for name in columns[3:]),
+        db_datetime(record.started_at),
+        db_datetime(record.created_at),
+        db_datetime(record.expires_at),
     ]
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608 - names from _meta
-        f"VALUES ({', '.join(['%s'] * len(columns))}) "
-        f"ON CONFLICT ({quote('session_id')}, {quote('key')}) DO NOTHING RETURNING {quote('id')}"
-    )
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(model_sql(IdempotencyRecord, CLAIM_INSERT_SQL), values)
         row = cursor.fetchone()
     if row is None:
         return False
     record.pk = row[0]
-    record._state.adding = False
+    loaded(record)
     return True
 
 
@@ -235,11 +273,15 @@ def _owned(record: IdempotencyRecord):
 
 
 def _idempotency_finish(record: IdempotencyRecord, *, order: Order | None = None, error=None) -> None:
-    if order is not None:
-        updated = _owned(record).update(order=order, response_status=201)
-    else:
-        updated = _owned(record).update(response_status=error.status_code, response_body=error.body())
-    if not updated and order is not None:
+    if order is None:
+        _owned(record).update(response_status=error.status_code, response_body=error.body())
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            model_sql(IdempotencyRecord, CLAIM_DONE_SQL), [order.pk, 201, record.pk, db_datetime(record.started_at)]
+        )
+        updated = cursor.rowcount
+    if not updated:
         # Another request took the key over: roll this order back rather than sell twice for one key.
         raise RequestInProgress()
 

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from catalog.models import Inventory
-from checkout.models import IdempotencyRecord, Order, ShopperSession
+from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from checkout.selectors import token_hash
 from tests.checkout.conftest import snapshot, stock_of
 
@@ -383,6 +383,34 @@ def test_idempotency_claim_abandoned_past_its_lease_is_taken_over(client, make_p
     record = IdempotencyRecord.objects.get()
     assert (record.order_id, record.response_status) == (response.json()["order_id"], 201)
     assert stock_of(product) == 4
+
+
+def test_idempotency_key_taken_over_before_the_order_commits_sells_nothing(
+    client, make_product, make_token, monkeypatch
+):
+    # given: another request takes the key over (this one's lease looked abandoned) while this one runs
+    from checkout import services
+
+    product, token = make_product(stock=5), make_token()
+    claim = services._idempotency_claim
+
+    def claim_then_lose_it(**kwargs):
+        record = claim(**kwargs)
+        IdempotencyRecord.objects.filter(pk=record.pk).update(started_at=record.started_at + timedelta(seconds=1))
+        return record
+
+    monkeypatch.setattr(services, "_idempotency_claim", claim_then_lose_it)
+
+    # when
+    response = checkout(client, {"product_id": product.pk, "quantity": 1}, token=token, key="k")
+
+    # then: no sale, and the new owner's claim stays as it was
+    assert response.status_code == 409
+    assert response.json()["code"] == "request_in_progress"
+    assert stock_of(product) == 5
+    assert (Order.objects.count(), OrderLine.objects.count()) == (0, 0)
+    record = IdempotencyRecord.objects.get()
+    assert (record.order_id, record.response_status) == (None, None)
 
 
 # --- Orders ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """SQL statements per checkout, as production runs them (autocommit outside the one order transaction)."""
 
 import json
+import re
 
 import pytest
 from django.db import connection
@@ -17,6 +18,12 @@ def statements_for(client, body: dict, *, token: str, key: str | None = None) ->
     return [query["sql"] for query in captured.captured_queries]
 
 
+def kind(sql: str) -> str:
+    """'UPDATE catalog_inventory' for an UPDATE of that table: what a statement does, to what."""
+    table = re.search(r'(?:FROM|INTO|UPDATE) "(\w+)"', sql)
+    return f"{sql.split()[0]} {table[1]}" if table else sql
+
+
 @pytest.mark.parametrize(
     ("lines", "key", "expected"),
     [(1, None, 7), (3, None, 9), (1, "k", 9), (3, "k", 11)],
@@ -25,19 +32,34 @@ def statements_for(client, body: dict, *, token: str, key: str | None = None) ->
 def test_checkout_statements_grow_by_one_update_per_line(
     needs_postgres, client, make_product, make_token, lines, key, expected
 ):
-    # given
+    # given: a cart listing its products in descending id order
     products = [make_product(stock=10) for _ in range(lines)]
-    body = {"items": [{"product_id": p.pk, "quantity": 2} for p in products]}
+    body = {"items": [{"product_id": p.pk, "quantity": 2} for p in reversed(products)]}
 
     # when
     statements = statements_for(client, body, token=make_token(), key=key)
 
     # then: session, prices, [claim key], BEGIN, one UPDATE per line, order, lines, [key done], COMMIT
     assert len(statements) == expected, "\n".join(statements)
+    assert [kind(sql) for sql in statements] == [
+        "SELECT checkout_shoppersession",
+        "SELECT catalog_product",
+        *(["INSERT checkout_idempotencyrecord"] if key else []),
+        "BEGIN",
+        *["UPDATE catalog_inventory"] * lines,
+        "INSERT checkout_order",
+        "INSERT checkout_orderline",  # all lines in one statement
+        *(["UPDATE checkout_idempotencyrecord"] if key else []),
+        "COMMIT",
+    ]
+    (lines_insert,) = [sql for sql in statements if kind(sql) == "INSERT checkout_orderline"]
+    assert lines_insert.count("), (") == lines - 1
     begin, commit = statements.index("BEGIN"), statements.index("COMMIT")
     assert commit - begin - 1 == lines + 2 + (1 if key else 0)  # all that runs while stock rows are locked
-    updates = [sql for sql in statements if sql.startswith('UPDATE "catalog_inventory"')]
-    assert len(updates) == lines
+    updates = [sql for sql in statements if kind(sql) == "UPDATE catalog_inventory"]
+    assert all('"quantity" >= 2' in sql for sql in updates)  # the stock check is in the UPDATE itself
+    # rows are locked in ascending product id, whatever the order of the cart
+    assert [re.search(r'"product_id" = (\d+)', sql)[1] for sql in updates] == [str(p.pk) for p in products]
     assert not any("FOR UPDATE" in sql for sql in statements)
 
 
