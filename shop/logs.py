@@ -9,6 +9,8 @@ import threading
 from collections import deque
 from datetime import UTC, datetime
 
+# One encoder for every line: json.dumps(default=...) would build a new one per call.
+_ENCODER = json.JSONEncoder(default=str)
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -20,7 +22,7 @@ def json_line(*, created: float, level: str, logger: str, message: str, fields: 
         "message": message,
     }
     entry.update(fields)
-    return json.dumps(entry, default=str)
+    return _ENCODER.encode(entry)
 
 
 class JsonFormatter(logging.Formatter):
