@@ -92,10 +92,11 @@ ORDER_LINES_INSERT_SQL = "INSERT INTO {table} ({order_id}, {product_id}, {quanti
 def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotency_key: str | None) -> Order:
     """Sell the lines to the session as one order, or nothing at all; prices come from the database.
 
-    Statements: the price read, then one short transaction holding only the stock UPDATEs (one per line, see
-    stock_reserve for the locks), the order INSERT and one INSERT for all its lines. With an Idempotency-Key, the
-    key is claimed in its own autocommit INSERT before that transaction and marked done inside it, so the order
-    and "key used" commit together. A replay (same key, same lines) returns the stored order without touching
+    Statements: the price read, then one short transaction: the order INSERT, one INSERT for all its lines and,
+    last, the stock UPDATEs (one per line, see stock_reserve for the locks), so the contended stock rows are locked
+    only from their UPDATE to the COMMIT right after it. With an Idempotency-Key, the key is claimed in its own
+    autocommit INSERT before that transaction and marked done inside it, so the order and "key used" commit
+    together. A replay (same key, same lines) returns the stored order without touching
     stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key to try again). Any
     other failure releases the key, so a retry with it starts afresh.
 
@@ -127,10 +128,11 @@ def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotenc
     try:
         # durable: never nested in a longer transaction, so the locks end at this block's COMMIT.
         with transaction.atomic(durable=True):
-            stock_reserve(lines=[(line.product_id, line.quantity) for line in lines])
             _order_insert(order, lines=order_lines)
             if record is not None:
                 _idempotency_finish(record, order=order)
+            # Last: the stock rows stay locked only until the COMMIT that follows, not across the INSERTs too.
+            stock_reserve(lines=[(line.product_id, line.quantity) for line in lines])
     except InsufficientStock as exc:
         if record is not None:
             _idempotency_finish(record, error=exc)
