@@ -34,7 +34,8 @@ class Order(models.Model):
 
 
 class OrderLine(models.Model):
-    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    # No index of its own: order_line_one_per_product (order, product) serves lookups by order.
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines", db_index=False)
     product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="+")
     quantity = models.PositiveIntegerField()
     unit_price = models.DecimalField(max_digits=10, decimal_places=2)
@@ -56,7 +57,8 @@ class IdempotencyRecord(models.Model):
     A success keeps the order (a replay renders it again); a failure keeps the error status and body.
     """
 
-    session = models.ForeignKey(ShopperSession, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: idempotency_key_once_per_session (session, key) serves lookups by session.
+    session = models.ForeignKey(ShopperSession, on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=255)
     request_hash = models.CharField(max_length=64)
     # When the current owner claimed the key; a claim older than the lease counts as abandoned.
