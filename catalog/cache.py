@@ -86,7 +86,7 @@ def fetch(key: str, build: Callable[[], CachedResponse], *, near_key: str = "") 
     generation = near.generation
     entry, served = _fetch_shared(key, build)
     if served != BYPASS:
-        near.put(near_key, entry, generation=generation)
+        near.put(near_key, entry, size=len(entry.body), generation=generation)
     return entry, served
 
 

@@ -34,11 +34,15 @@ RETRY_SECONDS = 1.0
 
 
 class NearCache:
-    def __init__(self, *, ttl: float, max_entries: int = 4096):
+    """Entries by key, each with its expiry and size; the oldest go first once `max_bytes` would be exceeded, so
+    a flood of distinct query strings costs a worker at most that much memory."""
+
+    def __init__(self, *, ttl: float, max_bytes: int = 16 * 1024 * 1024):
         self.ttl = ttl
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.generation = 0
-        self._entries: dict[str, tuple[float, object]] = {}
+        self._entries: dict[str, tuple[float, object, int]] = {}
+        self._bytes = 0
         self._live_until = 0.0
         self._hits = 0
         self._lock = threading.Lock()
@@ -54,19 +58,27 @@ class NearCache:
             self._hits += 1
         return stored[1]
 
-    def put(self, key: str, entry, *, generation: int) -> None:
-        """Keep `entry`, looked up when the generation was `generation`, unless a clear came since."""
+    def put(self, key: str, entry, *, size: int, generation: int) -> None:
+        """Keep `entry` (`size` bytes), looked up when the generation was `generation`, unless a clear came since."""
         with self._lock:
-            if generation != self.generation or time.monotonic() >= self._live_until:
+            if generation != self.generation or time.monotonic() >= self._live_until or size > self.max_bytes:
                 return
-            if key not in self._entries and len(self._entries) >= self.max_entries:
-                del self._entries[next(iter(self._entries))]  # the oldest
-            self._entries[key] = (time.monotonic() + self.ttl, entry)
+            self._remove(key)
+            while self._bytes + size > self.max_bytes:
+                self._remove(next(iter(self._entries)))  # the oldest
+            self._entries[key] = (time.monotonic() + self.ttl, entry, size)
+            self._bytes += size
+
+    def _remove(self, key: str) -> None:
+        stored = self._entries.pop(key, None)
+        if stored is not None:
+            self._bytes -= stored[2]
 
     def clear(self) -> None:
         with self._lock:
             self.generation += 1
             self._entries = {}
+            self._bytes = 0
 
     def heard(self) -> None:
         """The channel answered: copies may be served for LIVE_SECONDS more."""

@@ -112,7 +112,7 @@ def test_a_lost_channel_turns_the_near_cache_off_until_it_is_back(
 
 
 def test_a_silent_channel_turns_the_near_cache_off(near, monkeypatch):
-    near.put("k", "entry", generation=near.generation)
+    near.put("k", "entry", size=5, generation=near.generation)
     assert near.get("k") == "entry"
 
     monkeypatch.setattr(near, "_live_until", time.monotonic() - 0.001)  # nothing heard for LIVE_SECONDS
@@ -140,18 +140,21 @@ def test_a_lookup_that_raced_a_bump_is_not_kept():
     generation = near.generation  # a lookup starts and reads the old version from Redis ...
 
     near.clear()  # ... a bump clears the near cache ...
-    near.put("k", "old bytes", generation=generation)  # ... and the lookup ends
+    near.put("k", "old bytes", size=9, generation=generation)  # ... and the lookup ends
 
     assert near.get("k") is None
 
 
-def test_the_oldest_entry_makes_room():
-    near = NearCache(ttl=10, max_entries=2)
+def test_the_oldest_entries_make_room_within_the_byte_budget():
+    near = NearCache(ttl=10, max_bytes=100)
     near.heard()
     for key in ("a", "b", "c"):
-        near.put(key, key.upper(), generation=near.generation)
+        near.put(key, key.upper(), size=40, generation=near.generation)
+    near.put("b", "B2", size=40, generation=near.generation)  # replacing an entry frees its bytes first
+    near.put("huge", "H", size=101, generation=near.generation)  # larger than the whole budget: not kept
 
-    assert [near.get(key) for key in ("a", "b", "c")] == [None, "B", "C"]
+    assert [near.get(key) for key in ("a", "b", "c", "huge")] == [None, "B2", "C", None]
+    assert near._bytes == 80
 
 
 def test_near_hits_count_in_the_fleet_counters(client, make_products, near):
