@@ -126,7 +126,7 @@ class ProductListApi(CachedProductApi):
                 int,
                 OpenApiParameter.HEADER,
                 response=True,
-                description="Matching products; above 10,000 matches, PostgreSQL's estimate.",
+                description="Matching products; above 1,000 matches, PostgreSQL's estimate.",
             ),
         ],
         responses={200: ProductSerializer(many=True), 304: _NOT_MODIFIED, **_errors(400, 503)},
