@@ -15,17 +15,21 @@ INDEXES = {
 }
 
 
+def _concurrently(schema_editor) -> str:
+    return " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
+
+
 def drop_indexes(apps, schema_editor):
-    concurrently = " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
     for name in INDEXES:
-        schema_editor.execute(f"DROP INDEX{concurrently} IF EXISTS {schema_editor.quote_name(name)}")
+        schema_editor.execute(f"DROP INDEX{_concurrently(schema_editor)} IF EXISTS {schema_editor.quote_name(name)}")
 
 
 def create_indexes(apps, schema_editor):
-    concurrently = " CONCURRENTLY" if schema_editor.connection.vendor == "postgresql" else ""
     quote = schema_editor.quote_name
     for name, (table, column) in INDEXES.items():
-        schema_editor.execute(f"CREATE INDEX{concurrently} IF NOT EXISTS {quote(name)} ON {quote(table)} ({quote(column)})")
+        schema_editor.execute(
+            f"CREATE INDEX{_concurrently(schema_editor)} IF NOT EXISTS {quote(name)} ON {quote(table)} ({quote(column)})"
+        )
 
 
 class Migration(migrations.Migration):
