@@ -35,7 +35,7 @@ def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:
     if not connection.in_atomic_block:
         raise RuntimeError("stock_reserve() must run inside transaction.atomic().")
     ordered = sorted(lines)
-    sql = _stock_take_sql()
+    sql = stock_take_sql()
     # auto_now applies to save() only; inventory readers and caches key on updated_at.
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
@@ -45,7 +45,7 @@ def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:
                 raise InsufficientStock(product_ids=[product_id, *_short_lines(ordered[index + 1 :])])
 
 
-def _stock_take_sql() -> str:
+def stock_take_sql() -> str:
     """One line's conditional UPDATE, by hand: the ORM's query building cost several times its round trip."""
     quote = connection.ops.quote_name
     meta = Inventory._meta

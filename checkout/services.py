@@ -14,11 +14,12 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from catalog.services import InsufficientStock, stock_reserve
+from catalog.services import InsufficientStock
 from checkout.exceptions import IdempotencyKeyReused, InvalidRequest, ReplayedError, RequestInProgress
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from checkout.selectors import products_for_cart, token_hash
-from checkout.sql import db_datetime, loaded, model_sql, placeholders
+from checkout.sql import db_datetime, loaded, model_sql
+from checkout.writes import order_write
 
 log = logging.getLogger("shop.checkout")
 
@@ -82,21 +83,14 @@ def lines_merge(*, lines: list[LineRequest]) -> list[LineRequest]:
     return [LineRequest(product_id=pid, quantity=totals[pid]) for pid in sorted(totals)]
 
 
-ORDER_INSERT_SQL = (
-    "INSERT INTO {table} ({session_id}, {status}, {total}, {currency}, {idempotency_key}, {created_at}, {updated_at}) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {id}"
-)
-ORDER_LINES_INSERT_SQL = "INSERT INTO {table} ({order_id}, {product_id}, {quantity}, {unit_price}) VALUES "
-
-
 def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotency_key: str | None) -> Order:
     """Sell the lines to the session as one order, or nothing at all; prices come from the database.
 
-    Statements: the price read, then one short transaction: the order INSERT, one INSERT for all its lines and,
-    last, the stock UPDATEs (one per line, see stock_reserve for the locks), so the contended stock rows are locked
-    only from their UPDATE to the COMMIT right after it. With an Idempotency-Key, the key is claimed in its own
-    autocommit INSERT before that transaction and marked done inside it, so the order and "key used" commit
-    together. A replay (same key, same lines) returns the stored order without touching
+    Statements: the price read, then one short transaction (see writes.order_write): the order INSERT, one INSERT
+    for all its lines and, last, the stock UPDATEs (one per line, see stock_reserve for the locks), so the contended
+    stock rows are locked only from their UPDATE to the COMMIT right after it. With an Idempotency-Key, the key is
+    claimed in its own autocommit INSERT before that transaction and marked done inside it, so the order and "key
+    used" commit together. A replay (same key, same lines) returns the stored order without touching
     stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key to try again). Any
     other failure releases the key, so a retry with it starts afresh.
 
@@ -128,11 +122,7 @@ def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotenc
     try:
         # durable: never nested in a longer transaction, so the locks end at this block's COMMIT.
         with transaction.atomic(durable=True):
-            _order_insert(order, lines=order_lines)
-            if record is not None:
-                _idempotency_finish(record, order=order)
-            # Last: the stock rows stay locked only until the COMMIT that follows, not across the INSERTs too.
-            stock_reserve(lines=[(line.product_id, line.quantity) for line in lines])
+            order_write(order, lines=order_lines, record=record)
     except InsufficientStock as exc:
         if record is not None:
             _idempotency_finish(record, error=exc)
@@ -143,33 +133,6 @@ def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotenc
         raise
     order.placed_lines = order_lines
     return order
-
-
-def _order_insert(order: Order, *, lines: list[OrderLine]) -> None:
-    """The order's INSERT, then one INSERT for all its lines; sets ids and timestamps as save() would."""
-    order.created_at = order.updated_at = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            model_sql(Order, ORDER_INSERT_SQL),
-            [
-                order.session_id,
-                order.status,
-                order.total,
-                order.currency,
-                order.idempotency_key,
-                db_datetime(order.created_at),
-                db_datetime(order.updated_at),
-            ],
-        )
-        order.pk = cursor.fetchone()[0]
-        loaded(order)
-        values = []
-        for line in lines:
-            line.order = order
-            loaded(line)
-            values += [order.pk, line.product_id, line.quantity, line.unit_price]
-        row = f"({placeholders(4)})"
-        cursor.execute(model_sql(OrderLine, ORDER_LINES_INSERT_SQL) + ", ".join([row] * len(lines)), values)
 
 
 # --- Idempotency ----------------------------------------------------------------------------------------
@@ -237,11 +200,6 @@ CLAIM_INSERT_SQL = (
     "INSERT INTO {table} ({session_id}, {key}, {request_hash}, {started_at}, {created_at}, {expires_at}) "
     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT ({session_id}, {key}) DO NOTHING RETURNING {id}"
 )
-# The conditions of _owned(), by hand: every checkout with an Idempotency-Key runs this UPDATE.
-CLAIM_DONE_SQL = (
-    "UPDATE {table} SET {order_id} = %s, {response_status} = %s "
-    "WHERE {id} = %s AND {started_at} = %s AND {response_status} IS NULL AND {order_id} IS NULL"
-)
 
 
 def _insert_unless_exists(record: IdempotencyRecord) -> bool:
@@ -274,18 +232,9 @@ def _owned(record: IdempotencyRecord):
     )
 
 
-def _idempotency_finish(record: IdempotencyRecord, *, order: Order | None = None, error=None) -> None:
-    if order is None:
-        _owned(record).update(response_status=error.status_code, response_body=error.body())
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            model_sql(IdempotencyRecord, CLAIM_DONE_SQL), [order.pk, 201, record.pk, db_datetime(record.started_at)]
-        )
-        updated = cursor.rowcount
-    if not updated:
-        # Another request took the key over: roll this order back rather than sell twice for one key.
-        raise RequestInProgress()
+def _idempotency_finish(record: IdempotencyRecord, *, error) -> None:
+    """Store the error answer for replays. (The order answer is stored with the order, by writes.order_write.)"""
+    _owned(record).update(response_status=error.status_code, response_body=error.body())
 
 
 def _idempotency_release(record: IdempotencyRecord) -> None:

@@ -7,8 +7,8 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db import connection
 
 from catalog.models import Inventory, Product
-from catalog.services import _stock_take_sql
-from checkout import selectors, services
+from catalog.services import stock_take_sql
+from checkout import selectors, services, writes
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from checkout.sql import model_sql
 
@@ -17,11 +17,11 @@ pytestmark = pytest.mark.django_db
 STATEMENTS = {
     "session": (ShopperSession, lambda: model_sql(ShopperSession, selectors.SESSION_SQL)),
     "prices": (Product, lambda: model_sql(Product, selectors.PRICES_SQL)),
-    "order": (Order, lambda: model_sql(Order, services.ORDER_INSERT_SQL)),
-    "order-lines": (OrderLine, lambda: model_sql(OrderLine, services.ORDER_LINES_INSERT_SQL)),
+    "order": (Order, lambda: model_sql(Order, writes.ORDER_INSERT_SQL)),
+    "order-lines": (OrderLine, lambda: model_sql(OrderLine, writes.ORDER_LINES_INSERT_SQL)),
     "claim": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, services.CLAIM_INSERT_SQL)),
-    "claim-done": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, services.CLAIM_DONE_SQL)),
-    "stock-take": (Inventory, _stock_take_sql),
+    "claim-done": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, writes.CLAIM_DONE_SQL)),
+    "stock-take": (Inventory, stock_take_sql),
 }
 
 
@@ -61,7 +61,7 @@ def test_statements_follow_a_renamed_column(fresh_sql, monkeypatch):
 
     # when
     session_sql = model_sql(ShopperSession, selectors.SESSION_SQL)
-    stock_sql = _stock_take_sql()
+    stock_sql = stock_take_sql()
 
     # then
     assert '"token_digest" = %s' in session_sql and '"token_hash"' not in session_sql
