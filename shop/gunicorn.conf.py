@@ -1,4 +1,5 @@
-"""Gunicorn settings for the shop. Plain values read from the environment; imports nothing from the project.
+"""Gunicorn settings for the shop. Plain values read from the environment; imports nothing from the project
+(the worker class is named, and gunicorn imports it).
 
 Timeout chain (each shorter than the next): DB statement timeout 5 s < RDS Proxy borrow timeout 10 s <
 worker timeout 20 s < CloudFront origin read timeout 30 s < ALB idle timeout 60 s < keep-alive 75 s.
@@ -13,7 +14,8 @@ wsgi_app = "shop.wsgi:application"
 # A 2-vCPU t3.medium: 2 workers per core, a few threads each to overlap database and Redis round trips.
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2))
 threads = int(os.environ.get("GUNICORN_THREADS", 4))
-worker_class = "gthread"
+# gthread that spreads new connections over the workers by how many each holds (shop/workers.py).
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "shop.workers.FairThreadWorker")
 
 # Longer than the proxy's 10 s borrow timeout, shorter than CloudFront's 30 s origin read timeout.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 20))

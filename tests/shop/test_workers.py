@@ -1,0 +1,104 @@
+"""shop.workers.FairThreadWorker: new connections go to the worker holding the fewest."""
+
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+
+from django.conf import settings
+
+from shop.workers import SLOTS, STALE_AFTER, fewest_elsewhere
+
+WORKERS = 4
+CONNECTIONS = 48
+
+
+def table(entries: dict[int, tuple[float, float]]) -> list[float]:
+    """A slot table: {slot: (connections, heartbeat)}; other slots never beat."""
+    cells = [0.0] * (2 * SLOTS)
+    for slot, (count, beat) in entries.items():
+        cells[2 * slot], cells[2 * slot + 1] = count, beat
+    return cells
+
+
+def test_fewest_elsewhere_counts_only_other_live_workers():
+    now = 1000.0
+    cells = table({1: (9, now), 2: (3, now - 0.5), 3: (0, now - STALE_AFTER - 1), 5: (1, now)})
+
+    # slot 5 is this worker; slot 3 stopped beating (its worker exited)
+    assert fewest_elsewhere(cells, slot=5, now=now) == 3
+    assert fewest_elsewhere(cells, slot=2, now=now) == 1
+    assert fewest_elsewhere(table({5: (4, now)}), slot=5, now=now) is None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(port: int):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--config", "shop/gunicorn.conf.py", "tests.shop.pid_app:application"],
+        cwd=settings.BASE_DIR,
+        env={"PATH": "/usr/bin:/bin", "PORT": str(port), "GUNICORN_WORKERS": str(WORKERS), "GUNICORN_THREADS": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def serving_pid(conn: socket.socket) -> int:
+    conn.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+    response = b""
+    while b"\r\n\r\n" not in response or not response.split(b"\r\n\r\n", 1)[1]:
+        chunk = conn.recv(4096)
+        assert chunk, f"connection closed after {response!r}"
+        response += chunk
+    return int(response.split(b"\r\n\r\n", 1)[1])
+
+
+def wait_for_workers(port: int, timeout: float = 30.0) -> None:
+    """Until every worker has booted: each answers some of a series of fresh connections."""
+    deadline = time.monotonic() + timeout
+    seen = set()
+    while len(seen) < WORKERS:
+        assert time.monotonic() < deadline, f"only {len(seen)} of {WORKERS} workers answered within {timeout} s"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                seen.add(serving_pid(conn))
+        except OSError:
+            time.sleep(0.1)
+
+
+def test_a_burst_of_keep_alive_connections_is_spread_over_the_workers():
+    # given: the shop's gunicorn settings (4 workers here) serving an app that answers with its worker's pid
+    port = free_port()
+    with gunicorn(port):
+        wait_for_workers(port)
+        time.sleep(0.5)  # the probe connections above are closed and no longer counted
+
+        # when: a load balancer opens many connections at once, then sends a request on each
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(CONNECTIONS)]
+        try:
+            time.sleep(0.5)
+            per_worker = Counter(serving_pid(conn) for conn in conns)
+        finally:
+            for conn in conns:
+                conn.close()
+
+    # then: every worker holds some of them and none holds half again its share (plain gthread: 32/16/0/0 and worse)
+    share = CONNECTIONS / WORKERS
+    assert len(per_worker) == WORKERS, per_worker
+    assert max(per_worker.values()) <= 1.5 * share, per_worker
