@@ -94,6 +94,8 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     # Persistent connections skip a TLS handshake per request; health checks drop ones the proxy closed.
     _db["CONN_MAX_AGE"] = env.integer("DB_CONN_MAX_AGE", 60)
     _db["CONN_HEALTH_CHECKS"] = True
+    # Django's backend, checking only connections that may have sat idle (shop/postgres/base.py).
+    _db["ENGINE"] = "shop.postgres"
     # A database that does not answer fails fast (503) instead of holding a worker.
     _db["OPTIONS"] = {"connect_timeout": env.integer("DB_CONNECT_TIMEOUT", 3)}
     if DATABASE_PROXY == "rds":
