@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from checkout.exceptions import InvalidRequest, OrderNotFound
 from checkout.ratelimit import ratelimit_ip, ratelimit_session
-from checkout.selectors import order_get_for_session, session_get_by_token
+from checkout.selectors import order_get_for_session, session_and_prices, session_get_by_token
 from checkout.serializers import (
     CheckoutErrorSerializer,
     CheckoutInputSerializer,
@@ -91,8 +91,8 @@ class CheckoutApi(NoStoreApi):
         token = request.headers.get("X-Session-Token") or body_token
         if token:
             ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
-        session = session_get_by_token(token=token)
-        order = order_place(session=session, lines=lines, idempotency_key=idempotency_key)
+        session, prices = session_and_prices(token=token, product_ids=sorted({line.product_id for line in lines}))
+        order = order_place(session=session, lines=lines, idempotency_key=idempotency_key, prices=prices)
         return Response(order_output(order), status=status.HTTP_201_CREATED)
 
 

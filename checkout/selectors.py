@@ -34,6 +34,10 @@ def session_get_by_token(*, token: str | None) -> ShopperSession:
     with connection.cursor() as cursor:
         cursor.execute(model_sql(ShopperSession, SESSION_SQL), [hashed, db_datetime(timezone.now())])
         row = cursor.fetchone()
+    return _session(hashed, row)
+
+
+def _session(hashed: str, row: tuple | None) -> ShopperSession:
     if row is None:
         raise SessionInvalid()
     session_id, created_at, expires_at = row
@@ -57,15 +61,39 @@ def order_get_for_session(*, order_id: int, session: ShopperSession) -> Order:
 
 def products_for_cart(*, product_ids: list[int]) -> dict[int, ProductPrice]:
     """The current price of each product of a cart, by id; ProductNotFound names every missing one."""
-    prices = {}
+    rows = []
     if product_ids:
         with connection.cursor() as cursor:
-            cursor.execute(model_sql(Product, PRICES_SQL) + f"({placeholders(len(product_ids))})", product_ids)
+            cursor.execute(_prices_sql(len(product_ids)), product_ids)
             rows = cursor.fetchall()
-        prices = {
-            product_id: ProductPrice(price=from_db(Product, "price", price), currency=currency)
-            for product_id, price, currency in rows
-        }
+    return _prices(product_ids, rows)
+
+
+def session_and_prices(*, token: str | None, product_ids: list[int]) -> tuple[ShopperSession, dict[int, ProductPrice]]:
+    """session_get_by_token and products_for_cart, in one round trip on PostgreSQL; the session's error comes first."""
+    if not token:
+        raise SessionRequired()
+    if connection.vendor != "postgresql" or not product_ids:
+        return session_get_by_token(token=token), products_for_cart(product_ids=product_ids)
+    hashed = token_hash(token)
+    sql = model_sql(ShopperSession, SESSION_SQL) + "; " + _prices_sql(len(product_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [hashed, db_datetime(timezone.now()), *product_ids])
+        session_row = cursor.fetchone()
+        cursor.nextset()
+        price_rows = cursor.fetchall()
+    return _session(hashed, session_row), _prices(product_ids, price_rows)
+
+
+def _prices_sql(count: int) -> str:
+    return model_sql(Product, PRICES_SQL) + f"({placeholders(count)})"
+
+
+def _prices(product_ids: list[int], rows: list[tuple]) -> dict[int, ProductPrice]:
+    prices = {
+        product_id: ProductPrice(price=from_db(Product, "price", price), currency=currency)
+        for product_id, price, currency in rows
+    }
     missing = sorted(set(product_ids) - set(prices))
     if missing:
         raise ProductNotFound(product_ids=missing)

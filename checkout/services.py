@@ -17,7 +17,7 @@ from django.utils import timezone
 from catalog.services import InsufficientStock
 from checkout.exceptions import IdempotencyKeyReused, InvalidRequest, ReplayedError, RequestInProgress
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
-from checkout.selectors import products_for_cart, token_hash
+from checkout.selectors import ProductPrice, products_for_cart, token_hash
 from checkout.sql import db_datetime, loaded, model_sql
 from checkout.writes import order_write
 
@@ -83,7 +83,13 @@ def lines_merge(*, lines: list[LineRequest]) -> list[LineRequest]:
     return [LineRequest(product_id=pid, quantity=totals[pid]) for pid in sorted(totals)]
 
 
-def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotency_key: str | None) -> Order:
+def order_place(
+    *,
+    session: ShopperSession,
+    lines: list[LineRequest],
+    idempotency_key: str | None,
+    prices: dict[int, ProductPrice] | None = None,
+) -> Order:
     """Sell the lines to the session as one order, or nothing at all; prices come from the database.
 
     Statements: the price read, then one short transaction (see writes.order_write): the order INSERT, one INSERT
@@ -94,10 +100,12 @@ def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotenc
     stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key to try again). Any
     other failure releases the key, so a retry with it starts afresh.
 
+    `prices`: the lines' prices when the caller read them already (selectors.session_and_prices), else read here.
     The returned order carries `placed_lines`, so it is answered without reading its lines back.
     """
     lines = lines_merge(lines=lines)
-    prices = products_for_cart(product_ids=[line.product_id for line in lines])
+    if prices is None:
+        prices = products_for_cart(product_ids=[line.product_id for line in lines])
     currencies = {prices[line.product_id].currency for line in lines}
     if len(currencies) > 1:
         raise InvalidRequest("All products of one checkout must be priced in the same currency.")

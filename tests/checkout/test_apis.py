@@ -221,6 +221,17 @@ def test_checkout_with_an_unknown_or_expired_token_is_401(client, make_product, 
     assert snapshot() == before
 
 
+def test_an_unknown_token_is_401_even_when_a_product_is_unknown_too(client, make_product):
+    # session and prices are read in one round trip; the session's answer still comes first
+    before = snapshot()
+
+    response = checkout(client, {"product_id": 999999, "quantity": 1}, token="not-a-token")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "session_invalid"
+    assert snapshot() == before
+
+
 def test_checkout_of_an_unknown_product_is_404_naming_it(client, make_product, make_token):
     product = make_product()
     before = snapshot()
