@@ -1,3 +1,4 @@
+import gc
 import os
 
 from django.core.wsgi import get_wsgi_application
@@ -19,4 +20,16 @@ def _warm_up() -> None:
     get_template("catalog/storefront.html")
 
 
+def _freeze_heap() -> None:
+    """Move everything loaded so far out of the garbage collector's reach, before gunicorn forks its workers.
+
+    A worker's full collection otherwise walks the 100,000 objects of the loaded app each time: 70 ms of CPU
+    with every thread of that worker stopped, seen as 200-500 ms checkouts at 64 connections. Frozen, they are
+    never scanned (and never written to, so the workers keep sharing their pages with the master).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 _warm_up()
+_freeze_heap()
