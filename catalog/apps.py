@@ -7,3 +7,6 @@ class CatalogConfig(AppConfig):
 
     def ready(self) -> None:
         from catalog import signals  # noqa: F401 - connects the cache invalidation receivers
+        from catalog.closing import skip_closing_caches_that_close_nothing
+
+        skip_closing_caches_that_close_nothing()
