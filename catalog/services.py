@@ -39,10 +39,16 @@ def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:
     # auto_now applies to save() only; inventory readers and caches key on updated_at.
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        for index, (product_id, quantity) in enumerate(ordered):
-            cursor.execute(sql, [quantity, now, product_id, quantity])
+        for index, (product_id, params) in enumerate(stock_take_params(ordered, now=now)):
+            cursor.execute(sql, params)
             if not cursor.rowcount:
                 raise InsufficientStock(product_ids=[product_id, *_short_lines(ordered[index + 1 :])])
+
+
+def stock_take_params(lines: Iterable[tuple[int, int]], *, now) -> list[tuple[int, list]]:
+    """Each `(product_id, quantity)` line's product id and stock_take_sql() parameters, in ascending product id:
+    the order the rows must be locked in. `now`: updated_at, adapted for the database."""
+    return [(product_id, [quantity, now, product_id, quantity]) for product_id, quantity in sorted(lines)]
 
 
 def stock_take_sql() -> str:

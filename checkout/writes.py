@@ -9,7 +9,7 @@ nothing, and the stock rows are locked in ascending product id, from their UPDAT
 from django.db import connection
 from django.utils import timezone
 
-from catalog.services import InsufficientStock, stock_reserve, stock_take_sql
+from catalog.services import InsufficientStock, stock_reserve, stock_take_params, stock_take_sql
 from checkout.exceptions import RequestInProgress
 from checkout.models import IdempotencyRecord, Order, OrderLine
 from checkout.sql import db_datetime, loaded, model_sql, placeholders
@@ -59,12 +59,6 @@ def _order_values(order: Order) -> list:
     return [order.session_id, order.status, order.total, order.currency, order.idempotency_key, created_at, updated_at]
 
 
-def _stock_values(lines: list[OrderLine], now) -> list[tuple[int, list]]:
-    """(product id, stock UPDATE parameters) of each line, in ascending product id: the order rows are locked in."""
-    ordered = sorted(lines, key=lambda line: line.product_id)
-    return [(line.product_id, [line.quantity, now, line.product_id, line.quantity]) for line in ordered]
-
-
 def _write_batch(order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None) -> None:
     """One round trip: the order, lines and key in one statement, then each line's stock UPDATE."""
     rows = ", ".join([f"({placeholders(3)})"] * len(lines))
@@ -78,7 +72,7 @@ def _write_batch(order: Order, *, lines: list[OrderLine], record: IdempotencyRec
         sql.append(model_sql(IdempotencyRecord, BATCH_CLAIM_DONE_SQL))
         sql.append(" SELECT (SELECT * FROM o), (SELECT count(*) FROM c)")
         values += [201, record.pk, db_datetime(record.started_at)]
-    stock = _stock_values(lines, db_datetime(order.updated_at))
+    stock = stock_take_params([(line.product_id, line.quantity) for line in lines], now=db_datetime(order.updated_at))
     for _, params in stock:
         sql.append("; " + stock_take_sql())
         values += params
