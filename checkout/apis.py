@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from checkout.exceptions import InvalidRequest, OrderNotFound
 from checkout.ratelimit import ratelimit_ip, ratelimit_session
-from checkout.selectors import order_get_for_session, session_and_prices, session_get_by_token
+from checkout.selectors import order_get_for_session, session_get_by_token
 from checkout.serializers import (
     CheckoutErrorSerializer,
     CheckoutInputSerializer,
@@ -19,7 +19,7 @@ from checkout.serializers import (
     checkout_input,
     order_output,
 )
-from checkout.services import order_place, session_create
+from checkout.services import checkout_start, order_place, session_create
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
@@ -91,8 +91,14 @@ class CheckoutApi(NoStoreApi):
         token = request.headers.get("X-Session-Token") or body_token
         if token:
             ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
-        session, prices = session_and_prices(token=token, product_ids=sorted({line.product_id for line in lines}))
-        order = order_place(session=session, lines=lines, idempotency_key=idempotency_key, prices=prices)
+        start = checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
+        order = order_place(
+            session=start.session,
+            lines=start.lines,
+            idempotency_key=idempotency_key,
+            prices=start.prices,
+            claim=start.claim,
+        )
         return Response(order_output(order), status=status.HTTP_201_CREATED)
 
 

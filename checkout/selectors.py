@@ -34,10 +34,11 @@ def session_get_by_token(*, token: str | None) -> ShopperSession:
     with connection.cursor() as cursor:
         cursor.execute(model_sql(ShopperSession, SESSION_SQL), [hashed, db_datetime(timezone.now())])
         row = cursor.fetchone()
-    return _session(hashed, row)
+    return session_from_row(hashed, row)
 
 
-def _session(hashed: str, row: tuple | None) -> ShopperSession:
+def session_from_row(hashed: str, row: tuple | None) -> ShopperSession:
+    """The session of a `(id, created_at, expires_at)` row read by its token's hash; SessionInvalid for no row."""
     if row is None:
         raise SessionInvalid()
     session_id, created_at, expires_at = row
@@ -64,9 +65,9 @@ def products_for_cart(*, product_ids: list[int]) -> dict[int, ProductPrice]:
     rows = []
     if product_ids:
         with connection.cursor() as cursor:
-            cursor.execute(_prices_sql(len(product_ids)), product_ids)
+            cursor.execute(prices_sql(len(product_ids)), product_ids)
             rows = cursor.fetchall()
-    return _prices(product_ids, rows)
+    return prices_from_rows(product_ids, rows)
 
 
 def session_and_prices(*, token: str | None, product_ids: list[int]) -> tuple[ShopperSession, dict[int, ProductPrice]]:
@@ -76,20 +77,22 @@ def session_and_prices(*, token: str | None, product_ids: list[int]) -> tuple[Sh
     if connection.vendor != "postgresql" or not product_ids:
         return session_get_by_token(token=token), products_for_cart(product_ids=product_ids)
     hashed = token_hash(token)
-    sql = model_sql(ShopperSession, SESSION_SQL) + "; " + _prices_sql(len(product_ids))
+    sql = model_sql(ShopperSession, SESSION_SQL) + "; " + prices_sql(len(product_ids))
     with connection.cursor() as cursor:
         cursor.execute(sql, [hashed, db_datetime(timezone.now()), *product_ids])
         session_row = cursor.fetchone()
         cursor.nextset()
         price_rows = cursor.fetchall()
-    return _session(hashed, session_row), _prices(product_ids, price_rows)
+    return session_from_row(hashed, session_row), prices_from_rows(product_ids, price_rows)
 
 
-def _prices_sql(count: int) -> str:
+def prices_sql(count: int) -> str:
+    """PRICES_SQL for `count` product ids."""
     return model_sql(Product, PRICES_SQL) + f"({placeholders(count)})"
 
 
-def _prices(product_ids: list[int], rows: list[tuple]) -> dict[int, ProductPrice]:
+def prices_from_rows(product_ids: list[int], rows: list[tuple]) -> dict[int, ProductPrice]:
+    """Prices by id from `(id, price, currency)` rows; ProductNotFound names every id without a row."""
     prices = {
         product_id: ProductPrice(price=from_db(Product, "price", price), currency=currency)
         for product_id, price, currency in rows

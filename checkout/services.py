@@ -1,8 +1,5 @@
 """Writes of the checkout: shopper sessions, orders, idempotency records and their cleanup."""
 
-import hashlib
-import json
-import logging
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -10,24 +7,24 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from catalog.services import InsufficientStock
-from checkout.exceptions import IdempotencyKeyReused, InvalidRequest, ReplayedError, RequestInProgress
+from checkout.exceptions import InvalidRequest, SessionRequired
+from checkout.idempotency import (
+    idempotency_claim,
+    idempotency_claim_with_reads,
+    idempotency_finish,
+    idempotency_release,
+    request_hash,
+)
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
-from checkout.selectors import ProductPrice, products_for_cart, token_hash
-from checkout.sql import db_datetime, loaded, model_sql
+from checkout.selectors import ProductPrice, products_for_cart, session_and_prices, token_hash
 from checkout.writes import order_write
 
-log = logging.getLogger("shop.checkout")
-
 SESSION_TTL = timedelta(hours=24)
-IDEMPOTENCY_TTL = timedelta(hours=24)
-# A claim older than this was abandoned (its worker died): longer than gunicorn's 20 s worker timeout, so a
-# request that is still running is never taken over.
-IDEMPOTENCY_LEASE = timedelta(seconds=60)
 # Sessions and records expired for longer than this are deleted; a request that looked one up just before it
 # expired has long finished by then.
 CLEANUP_GRACE = timedelta(minutes=10)
@@ -83,25 +80,56 @@ def lines_merge(*, lines: list[LineRequest]) -> list[LineRequest]:
     return [LineRequest(product_id=pid, quantity=totals[pid]) for pid in sorted(totals)]
 
 
+@dataclass(frozen=True)
+class CheckoutStart:
+    """What order_place needs, as checkout_start read (and claimed) it."""
+
+    session: ShopperSession
+    lines: list[LineRequest]
+    prices: dict[int, ProductPrice]
+    claim: IdempotencyRecord | Order | None
+
+
+def checkout_start(*, token: str | None, lines: list[LineRequest], idempotency_key: str | None) -> CheckoutStart:
+    """The token's session, the merged lines, their prices and, with an Idempotency-Key, the key's claim.
+
+    On PostgreSQL that is one round trip: the claim rides with the reads (idempotency_claim_with_reads) and is
+    written only for a live session whose products exist. Errors come in this order: a bad cart (InvalidRequest,
+    before any SQL), SessionRequired / SessionInvalid, then ProductNotFound.
+    """
+    if not token:
+        raise SessionRequired()
+    lines = lines_merge(lines=lines)
+    product_ids = [line.product_id for line in lines]
+    if idempotency_key is None or connection.vendor != "postgresql":
+        session, prices = session_and_prices(token=token, product_ids=product_ids)
+        return CheckoutStart(session=session, lines=lines, prices=prices, claim=None)
+    session, prices, claim = idempotency_claim_with_reads(
+        token=token, product_ids=product_ids, key=idempotency_key, request_hash=request_hash(lines)
+    )
+    return CheckoutStart(session=session, lines=lines, prices=prices, claim=claim)
+
+
 def order_place(
     *,
     session: ShopperSession,
     lines: list[LineRequest],
     idempotency_key: str | None,
     prices: dict[int, ProductPrice] | None = None,
+    claim: IdempotencyRecord | Order | None = None,
 ) -> Order:
     """Sell the lines to the session as one order, or nothing at all; prices come from the database.
 
     Statements: the price read, then one short transaction (see writes.order_write): the order INSERT, one INSERT
     for all its lines and, last, the stock UPDATEs (one per line, see stock_reserve for the locks), so the contended
     stock rows are locked only from their UPDATE to the COMMIT right after it. With an Idempotency-Key, the key is
-    claimed in its own autocommit INSERT before that transaction and marked done inside it, so the order and "key
-    used" commit together. A replay (same key, same lines) returns the stored order without touching
-    stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key to try again). Any
-    other failure releases the key, so a retry with it starts afresh.
+    claimed in its own autocommit INSERT before that transaction (see checkout.idempotency) and marked done inside
+    it, so the order and "key used" commit together. A replay (same key, same lines) returns the stored order
+    without touching stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key to try
+    again). Any other failure releases the key, so a retry with it starts afresh.
 
-    `prices`: the lines' prices when the caller read them already (selectors.session_and_prices), else read here.
-    The returned order carries `placed_lines`, so it is answered without reading its lines back.
+    `prices` and `claim`: what checkout_start read and claimed already, when the caller has it; else read and
+    claimed here. The returned order carries `placed_lines`, so it is answered without reading its lines back.
     """
     lines = lines_merge(lines=lines)
     if prices is None:
@@ -110,12 +138,11 @@ def order_place(
     if len(currencies) > 1:
         raise InvalidRequest("All products of one checkout must be priced in the same currency.")
 
-    record = None
-    if idempotency_key is not None:
-        claimed = _idempotency_claim(session=session, key=idempotency_key, request_hash=_request_hash(lines))
-        if isinstance(claimed, Order):
-            return claimed
-        record = claimed
+    if idempotency_key is not None and claim is None:
+        claim = idempotency_claim(session=session, key=idempotency_key, request_hash=request_hash(lines))
+    if isinstance(claim, Order):
+        return claim
+    record = claim
 
     order_lines = [
         OrderLine(product_id=line.product_id, quantity=line.quantity, unit_price=prices[line.product_id].price)
@@ -133,124 +160,14 @@ def order_place(
             order_write(order, lines=order_lines, record=record)
     except InsufficientStock as exc:
         if record is not None:
-            _idempotency_finish(record, error=exc)
+            idempotency_finish(record, error=exc)
         raise
     except BaseException:
         if record is not None:
-            _idempotency_release(record)
+            idempotency_release(record)
         raise
     order.placed_lines = order_lines
     return order
-
-
-# --- Idempotency ----------------------------------------------------------------------------------------
-
-
-def _request_hash(lines: list[LineRequest]) -> str:
-    """What makes two requests "the same": their merged lines, whatever their order or spelling in the body."""
-    canonical = json.dumps([[line.product_id, line.quantity] for line in lines], separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _idempotency_claim(*, session: ShopperSession, key: str, request_hash: str) -> IdempotencyRecord | Order:
-    """Own the key (an IdempotencyRecord to finish), or get the order an earlier request with it placed.
-
-    Raises RequestInProgress while another request owns the key, IdempotencyKeyReused for a different body, and
-    ReplayedError with the stored answer of an earlier failure.
-    """
-    now = timezone.now()
-    record = IdempotencyRecord(
-        session=session,
-        key=key,
-        request_hash=request_hash,
-        started_at=now,
-        created_at=now,
-        expires_at=now + IDEMPOTENCY_TTL,
-    )
-    if _insert_unless_exists(record):
-        return record
-
-    existing = IdempotencyRecord.objects.filter(session=session, key=key).first()
-    if existing is None:  # deleted by cleanup_expired between the two statements
-        raise RequestInProgress()
-    expired = existing.expires_at <= now
-    if not expired:
-        if existing.request_hash != request_hash:
-            raise IdempotencyKeyReused()
-        if existing.order_id is not None:
-            return Order.objects.prefetch_related("lines").get(pk=existing.order_id)
-        if existing.response_status is not None:
-            raise ReplayedError(status_code=existing.response_status, body=existing.response_body)
-        if existing.started_at > now - IDEMPOTENCY_LEASE:
-            raise RequestInProgress()
-
-    # Expired, or abandoned by a worker that died: take it over, unless someone else just did (or finished it).
-    taken = (
-        IdempotencyRecord.objects.filter(pk=existing.pk, started_at=existing.started_at)
-        .filter(Q(response_status__isnull=True, order__isnull=True) | Q(expires_at__lte=now))
-        .update(
-            request_hash=request_hash,
-            started_at=now,
-            created_at=now,
-            expires_at=now + IDEMPOTENCY_TTL,
-            order=None,
-            response_status=None,
-            response_body=None,
-        )
-    )
-    if not taken:
-        raise RequestInProgress()
-    existing.started_at = now
-    return existing
-
-
-CLAIM_INSERT_SQL = (
-    "INSERT INTO {table} ({session_id}, {key}, {request_hash}, {started_at}, {created_at}, {expires_at}) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT ({session_id}, {key}) DO NOTHING RETURNING {id}"
-)
-
-
-def _insert_unless_exists(record: IdempotencyRecord) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING: one autocommit statement, no IntegrityError, no transaction left broken.
-
-    True when this call created the row (and so owns the key).
-    """
-    values = [
-        record.session_id,
-        record.key,
-        record.request_hash,
-        db_datetime(record.started_at),
-        db_datetime(record.created_at),
-        db_datetime(record.expires_at),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(model_sql(IdempotencyRecord, CLAIM_INSERT_SQL), values)
-        row = cursor.fetchone()
-    if row is None:
-        return False
-    record.pk = row[0]
-    loaded(record)
-    return True
-
-
-def _owned(record: IdempotencyRecord):
-    """The record, only while this request still owns it (nobody took it over, not yet finished)."""
-    return IdempotencyRecord.objects.filter(
-        pk=record.pk, started_at=record.started_at, response_status__isnull=True, order__isnull=True
-    )
-
-
-def _idempotency_finish(record: IdempotencyRecord, *, error) -> None:
-    """Store the error answer for replays. (The order answer is stored with the order, by writes.order_write.)"""
-    _owned(record).update(response_status=error.status_code, response_body=error.body())
-
-
-def _idempotency_release(record: IdempotencyRecord) -> None:
-    try:
-        _owned(record).delete()
-    except DatabaseError as exc:
-        # The claim then lapses after IDEMPOTENCY_LEASE and the next retry takes it over.
-        log.warning("idempotency key not released", extra={"record_id": record.pk, "error": str(exc)})
 
 
 # --- Cleanup --------------------------------------------------------------------------------------------

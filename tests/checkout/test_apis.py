@@ -206,14 +206,15 @@ def test_checkout_without_a_token_is_401(client, make_product):
     assert snapshot() == before
 
 
-def test_checkout_with_an_unknown_or_expired_token_is_401(client, make_product, make_token):
+@pytest.mark.parametrize("key", [None, "k"], ids=["no-key", "with-key"])
+def test_checkout_with_an_unknown_or_expired_token_is_401(client, make_product, make_token, key):
     product = make_product()
     expired = make_token()
     ShopperSession.objects.filter(token_hash=token_hash(expired)).update(expires_at=timezone.now())
     before = snapshot()
 
     for token in ("not-a-token", expired):
-        response = checkout(client, {"product_id": product.pk, "quantity": 1}, token=token)
+        response = checkout(client, {"product_id": product.pk, "quantity": 1}, token=token, key=key)
 
         assert response.status_code == 401
         assert response["Cache-Control"] == "no-store"
@@ -221,11 +222,12 @@ def test_checkout_with_an_unknown_or_expired_token_is_401(client, make_product, 
     assert snapshot() == before
 
 
-def test_an_unknown_token_is_401_even_when_a_product_is_unknown_too(client, make_product):
-    # session and prices are read in one round trip; the session's answer still comes first
+@pytest.mark.parametrize("key", [None, "k"], ids=["no-key", "with-key"])
+def test_an_unknown_token_is_401_even_when_a_product_is_unknown_too(client, make_product, key):
+    # session, prices [and the key's claim] go in one round trip; the session's answer still comes first
     before = snapshot()
 
-    response = checkout(client, {"product_id": 999999, "quantity": 1}, token="not-a-token")
+    response = checkout(client, {"product_id": 999999, "quantity": 1}, token="not-a-token", key=key)
 
     assert response.status_code == 401
     assert response.json()["code"] == "session_invalid"
@@ -272,7 +274,8 @@ def test_checkout_short_of_stock_is_409_and_writes_nothing(client, make_product,
     assert snapshot() == before
 
 
-def test_checkout_of_mixed_currencies_is_400(client, make_product, make_token):
+@pytest.mark.parametrize("key", [None, "k"], ids=["no-key", "with-key"])
+def test_checkout_of_mixed_currencies_is_400(client, make_product, make_token, key):
     dollars, euros = make_product(currency="USD"), make_product(currency="EUR")
     before = snapshot()
 
@@ -280,10 +283,12 @@ def test_checkout_of_mixed_currencies_is_400(client, make_product, make_token):
         client,
         {"items": [{"product_id": dollars.pk, "quantity": 1}, {"product_id": euros.pk, "quantity": 1}]},
         token=make_token(),
+        key=key,
     )
 
     assert response.status_code == 400
-    assert snapshot() == before
+    assert response.json()["code"] == "invalid_request"
+    assert snapshot() == before  # with a key: not claimed either
 
 
 # --- Idempotency ----------------------------------------------------------------------------------------
@@ -356,12 +361,13 @@ def test_idempotency_key_in_progress_is_409(client, make_product, make_token):
     product, token = make_product(stock=5), make_token()
     session = ShopperSession.objects.get(token_hash=token_hash(token))
     now = timezone.now()
-    from checkout.services import LineRequest, _request_hash
+    from checkout.idempotency import request_hash
+    from checkout.services import LineRequest
 
     IdempotencyRecord.objects.create(
         session=session,
         key="k",
-        request_hash=_request_hash([LineRequest(product_id=product.pk, quantity=1)]),
+        request_hash=request_hash([LineRequest(product_id=product.pk, quantity=1)]),
         started_at=now,
         expires_at=now + timedelta(hours=24),
     )
@@ -378,12 +384,13 @@ def test_idempotency_claim_abandoned_past_its_lease_is_taken_over(client, make_p
     product, token = make_product(stock=5), make_token()
     session = ShopperSession.objects.get(token_hash=token_hash(token))
     long_ago = timezone.now() - timedelta(minutes=5)
-    from checkout.services import LineRequest, _request_hash
+    from checkout.idempotency import request_hash
+    from checkout.services import LineRequest
 
     IdempotencyRecord.objects.create(
         session=session,
         key="k",
-        request_hash=_request_hash([LineRequest(product_id=product.pk, quantity=1)]),
+        request_hash=request_hash([LineRequest(product_id=product.pk, quantity=1)]),
         started_at=long_ago,
         expires_at=long_ago + timedelta(hours=24),
     )
@@ -403,14 +410,19 @@ def test_idempotency_key_taken_over_before_the_order_commits_sells_nothing(
     from checkout import services
 
     product, token = make_product(stock=5), make_token()
-    claim = services._idempotency_claim
 
-    def claim_then_lose_it(**kwargs):
-        record = claim(**kwargs)
-        IdempotencyRecord.objects.filter(pk=record.pk).update(started_at=record.started_at + timedelta(seconds=1))
-        return record
+    def claim_then_lose_it(claim):
+        def claimed(**kwargs):
+            result = claim(**kwargs)
+            record = result[-1] if isinstance(result, tuple) else result  # with_reads: (session, prices, record)
+            IdempotencyRecord.objects.filter(pk=record.pk).update(started_at=record.started_at + timedelta(seconds=1))
+            return result
 
-    monkeypatch.setattr(services, "_idempotency_claim", claim_then_lose_it)
+        return claimed
+
+    # the claim alone (SQLite) or with the reads (PostgreSQL)
+    for name in ("idempotency_claim", "idempotency_claim_with_reads"):
+        monkeypatch.setattr(services, name, claim_then_lose_it(getattr(services, name)))
 
     # when
     response = checkout(client, {"product_id": product.pk, "quantity": 1}, token=token, key="k")

@@ -8,7 +8,7 @@ from django.db import connection
 
 from catalog.models import Inventory, Product
 from catalog.services import stock_take_sql
-from checkout import selectors, services, writes
+from checkout import idempotency, selectors, writes
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from checkout.sql import model_sql
 
@@ -19,7 +19,7 @@ STATEMENTS = {
     "prices": (Product, lambda: model_sql(Product, selectors.PRICES_SQL)),
     "order": (Order, lambda: model_sql(Order, writes.ORDER_INSERT_SQL)),
     "order-lines": (OrderLine, lambda: model_sql(OrderLine, writes.ORDER_LINES_INSERT_SQL)),
-    "claim": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, services.CLAIM_INSERT_SQL)),
+    "claim": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, idempotency.CLAIM_INSERT_SQL)),
     "claim-done": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, writes.CLAIM_DONE_SQL)),
     "stock-take": (Inventory, stock_take_sql),
 }
