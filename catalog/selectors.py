@@ -3,7 +3,7 @@
 from django.db import connection
 from django.db.models import F, QuerySet
 
-from catalog.models import Product
+from catalog.models import Inventory, Product
 
 PRODUCT_FIELDS = ("id", "sku", "name", "category", "price", "currency", "created_at")
 # Above this many matching rows X-Total-Count is PostgreSQL's estimate instead of a COUNT(*), which reads every
@@ -81,6 +81,17 @@ def inventory_list(*, product_ids: list[int]) -> list[dict]:
         {"product_id": product_id, "quantity": quantity or 0, "updated_at": updated_at}
         for product_id, quantity, updated_at in rows
     ]
+
+
+def stock_short(*, lines: list[tuple[int, int]]) -> list[int]:
+    """The product ids of the `(product_id, quantity)` lines their stock cannot fill now (a plain read, no locks),
+    in the lines' order; a product without an Inventory row has none."""
+    if not lines:
+        return []
+    available = dict(
+        Inventory.objects.filter(product_id__in=[pid for pid, _ in lines]).values_list("product_id", "quantity")
+    )
+    return [pid for pid, quantity in lines if available.get(pid, 0) < quantity]
 
 
 def _products(*, category: str, q: str) -> QuerySet[Product]:

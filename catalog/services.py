@@ -9,6 +9,7 @@ from django.utils import timezone
 from catalog import cache
 from catalog.exceptions import InvalidQuantity, ProductNotFound
 from catalog.models import Inventory, Product
+from catalog.selectors import stock_short
 from shop.exceptions import DomainError
 
 
@@ -42,7 +43,7 @@ def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:
         for index, (product_id, params) in enumerate(stock_take_params(ordered, now=now)):
             cursor.execute(sql, params)
             if not cursor.rowcount:
-                raise InsufficientStock(product_ids=[product_id, *_short_lines(ordered[index + 1 :])])
+                raise InsufficientStock(product_ids=[product_id, *stock_short(lines=ordered[index + 1 :])])
 
 
 def stock_take_params(lines: Iterable[tuple[int, int]], *, now) -> list[tuple[int, list]]:
@@ -63,16 +64,6 @@ def stock_take_sql() -> str:
         f"UPDATE {table} SET {quantity} = {quantity} - %s, {updated_at} = %s "  # noqa: S608 - names from _meta
         f"WHERE {product} = %s AND {quantity} >= %s"
     )
-
-
-def _short_lines(lines: list[tuple[int, int]]) -> list[int]:
-    """Which of the lines not yet tried lack stock too, so one 409 names them all (a plain read, no locks)."""
-    if not lines:
-        return []
-    available = dict(
-        Inventory.objects.filter(product_id__in=[pid for pid, _ in lines]).values_list("product_id", "quantity")
-    )
-    return [pid for pid, quantity in lines if available.get(pid, 0) < quantity]
 
 
 # --- Products and stock levels as operators set them (admin, shell, scripts) ---------------------------------------

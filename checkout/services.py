@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
@@ -122,11 +122,11 @@ def order_place(
 
     Statements: the price read, then one short transaction (see writes.order_write): the order INSERT, one INSERT
     for all its lines and, last, the stock UPDATEs (one per line, see stock_reserve for the locks), so the contended
-    stock rows are locked only from their UPDATE to the COMMIT right after it. With an Idempotency-Key, the key is
-    claimed in its own autocommit INSERT before that transaction (see checkout.idempotency) and marked done inside
-    it, so the order and "key used" commit together. A replay (same key, same lines) returns the stored order
-    without touching stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key to try
-    again). Any other failure releases the key, so a retry with it starts afresh.
+    stock rows are locked only from their UPDATE to the end of that transaction. With an Idempotency-Key, the key
+    is claimed in its own autocommit INSERT before that transaction (see checkout.idempotency) and marked done
+    inside it, so the order and "key used" commit together. A replay (same key, same lines) returns the stored
+    order without touching stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key
+    to try again). Any other failure releases the key, so a retry with it starts afresh.
 
     `prices` and `claim`: what checkout_start read and claimed already, when the caller has it; else read and
     claimed here. The returned order carries `placed_lines`, so it is answered without reading its lines back.
@@ -155,9 +155,7 @@ def order_place(
         idempotency_key=idempotency_key or "",
     )
     try:
-        # durable: never nested in a longer transaction, so the locks end at this block's COMMIT.
-        with transaction.atomic(durable=True):
-            order_write(order, lines=order_lines, record=record)
+        order_write(order, lines=order_lines, record=record)
     except InsufficientStock as exc:
         if record is not None:
             idempotency_finish(record, error=exc)

@@ -1,14 +1,17 @@
 """The writes of the order transaction: the order, its lines, the Idempotency-Key marked done and, last, the stock.
 
-On PostgreSQL they go to the database as one batch of statements, so the transaction costs three round trips
-(BEGIN, the batch, COMMIT) instead of six; each statement still runs on its own, in this order. SQLite takes one
-statement per call, so there they go one by one. Either way the caller's transaction.atomic() makes them all or
-nothing, and the stock rows are locked in ascending product id, from their UPDATE to the COMMIT.
+On PostgreSQL they go to the database as one multi-statement query, which PostgreSQL runs as one implicit
+transaction: no BEGIN or COMMIT round trip, and the stock rows' locks end with the query itself. Each statement
+still runs on its own, in this order. A stock UPDATE that finds too little stock, or a key's "done" UPDATE that
+finds the key taken over, is followed by a call of checkout_refuse() (migration checkout 0003), whose error rolls
+the whole query back. SQLite takes one statement per call, so there they run one by one in a transaction. Either way
+the stock rows are locked in ascending product id, from their UPDATE to the end of the transaction.
 """
 
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from catalog.selectors import stock_short
 from catalog.services import InsufficientStock, stock_reserve, stock_take_params, stock_take_sql
 from checkout.exceptions import RequestInProgress
 from checkout.models import IdempotencyRecord, Order, OrderLine
@@ -19,7 +22,7 @@ ORDER_INSERT_SQL = (
     "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {id}"
 )
 ORDER_LINES_INSERT_SQL = "INSERT INTO {table} ({order_id}, {product_id}, {quantity}, {unit_price}) VALUES "
-# The conditions of services._owned(), by hand: every checkout with an Idempotency-Key runs this UPDATE.
+# The conditions of idempotency._owned(), by hand: every checkout with an Idempotency-Key runs this UPDATE.
 CLAIM_DONE_SQL = (
     "UPDATE {table} SET {order_id} = %s, {response_status} = %s "
     "WHERE {id} = %s AND {started_at} = %s AND {response_status} IS NULL AND {order_id} IS NULL"
@@ -34,20 +37,51 @@ BATCH_CLAIM_DONE_SQL = (
     ", c AS (UPDATE {table} SET {order_id} = (SELECT * FROM o), {response_status} = %s "
     "WHERE {id} = %s AND {started_at} = %s AND {response_status} IS NULL AND {order_id} IS NULL RETURNING 1)"
 )
+BATCH_RESULT_SQL = " SELECT (SELECT * FROM o)"
+# CASE evaluates its ELSE only when no row matched (checkout_refuse is VOLATILE, so it is never folded early).
+BATCH_KEY_RESULT_SQL = (
+    " SELECT (SELECT * FROM o) WHERE CASE WHEN EXISTS (SELECT FROM c) THEN true "
+    "ELSE checkout_refuse('request_in_progress', NULL) = 0 END"
+)
+STOCK_GUARD_SQL = (
+    " RETURNING 1) SELECT CASE WHEN EXISTS (SELECT FROM t) THEN 1 ELSE checkout_refuse('insufficient_stock', %s) END"
+)
+
+
+class _Refused(Exception):
+    """checkout_refuse() ended the batch: which reason, for which product."""
+
+    def __init__(self, reason: str, product_id: int | None):
+        super().__init__(reason)
+        self.reason = reason
+        self.product_id = product_id
 
 
 def order_write(order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None) -> None:
-    """Write `order` and `lines`, mark `record` (if any) done with it, and take the lines' stock.
+    """Write `order` and `lines`, mark `record` (if any) done with it, and take the lines' stock: all or nothing.
 
-    Must run inside transaction.atomic(): raises RequestInProgress when another request took the key over and
-    InsufficientStock (naming the short products) when a line's stock is short; the caller's rollback then undoes
-    the rest. Sets ids and timestamps as save() would.
+    Atomic by itself, and never part of a longer transaction (outside tests), so the stock rows are locked only
+    until this write ends. Raises RequestInProgress when another request took the key over and InsufficientStock
+    (naming every short product) when a line's stock is short; then nothing was written. Sets ids and timestamps as
+    save() would.
     """
     order.created_at = order.updated_at = timezone.now()
-    if connection.vendor == "postgresql":
-        _write_batch(order, lines=lines, record=record)
-    else:
-        _write_one_by_one(order, lines=lines, record=record)
+    try:
+        if connection.vendor != "postgresql":
+            with transaction.atomic(durable=True):
+                _write_one_by_one(order, lines=lines, record=record)
+        elif connection.in_atomic_block:  # inside a test's transaction: a savepoint keeps a refusal to this batch
+            with transaction.atomic(durable=True):
+                _write_batch(order, lines=lines, record=record)
+        else:
+            _write_batch(order, lines=lines, record=record)
+    except _Refused as refused:
+        if refused.reason == "request_in_progress":
+            # Another request took the key over: nothing was sold for this one.
+            raise RequestInProgress() from None
+        # The batch stopped at the first short line; the later ones are read so the 409 names them all.
+        later = [(line.product_id, line.quantity) for line in lines if line.product_id > refused.product_id]
+        raise InsufficientStock(product_ids=[refused.product_id, *stock_short(lines=sorted(later))]) from None
     loaded(order)
     for line in lines:
         line.order = order
@@ -60,35 +94,42 @@ def _order_values(order: Order) -> list:
 
 
 def _write_batch(order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None) -> None:
-    """One round trip: the order, lines and key in one statement, then each line's stock UPDATE."""
+    """One query: the order, lines and key in one statement, then each line's stock UPDATE with its guard."""
     rows = ", ".join([f"({placeholders(3)})"] * len(lines))
     sql = [model_sql(Order, BATCH_ORDER_SQL), model_sql(OrderLine, BATCH_LINES_SQL), f"(VALUES {rows}) AS v)"]
     values = _order_values(order)
     for line in lines:
         values += [line.product_id, line.quantity, line.unit_price]
     if record is None:
-        sql.append(" SELECT (SELECT * FROM o), 1")
+        sql.append(BATCH_RESULT_SQL)
     else:
-        sql.append(model_sql(IdempotencyRecord, BATCH_CLAIM_DONE_SQL))
-        sql.append(" SELECT (SELECT * FROM o), (SELECT count(*) FROM c)")
+        sql += [model_sql(IdempotencyRecord, BATCH_CLAIM_DONE_SQL), BATCH_KEY_RESULT_SQL]
         values += [201, record.pk, db_datetime(record.started_at)]
     stock = stock_take_params([(line.product_id, line.quantity) for line in lines], now=db_datetime(order.updated_at))
-    for _, params in stock:
-        sql.append("; " + stock_take_sql())
-        values += params
-    with connection.cursor() as cursor:
-        cursor.execute("".join(sql), values)
-        order.pk, owned = cursor.fetchone()
-        short = []
-        for product_id, _ in stock:
-            cursor.nextset()
-            if not cursor.rowcount:
-                short.append(product_id)
-    if not owned:
-        # Another request took the key over: roll this order back rather than sell twice for one key.
-        raise RequestInProgress()
-    if short:
-        raise InsufficientStock(product_ids=short)
+    for product_id, params in stock:
+        sql += ["; WITH t AS (", stock_take_sql(), STOCK_GUARD_SQL]
+        values += [*params, product_id]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("".join(sql), values)
+            (order.pk,) = cursor.fetchone()
+    except DatabaseError as exc:
+        refused = _refusal(exc)
+        if refused is None:
+            raise
+        raise refused from None
+
+
+def _refusal(exc: DatabaseError) -> _Refused | None:
+    """The checkout_refuse() call behind `exc`, if that is what it is."""
+    cause = exc.__cause__
+    diag = getattr(cause, "diag", None)
+    if getattr(cause, "sqlstate", None) != "P0001" or diag is None:
+        return None
+    reason, detail = diag.message_primary, diag.message_detail or ""
+    if reason not in ("insufficient_stock", "request_in_progress"):
+        return None
+    return _Refused(reason, int(detail) if detail else None)
 
 
 def _write_one_by_one(order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None) -> None:

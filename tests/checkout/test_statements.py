@@ -34,13 +34,11 @@ def test_checkout_writes_go_in_one_batch_after_the_reads(needs_postgres, client,
     # when
     statements = statements_for(client, body, token=make_token(), key=key)
 
-    # then: session, prices [and the key's claim] in one round trip, then the transaction: BEGIN, one batch of
-    # writes, COMMIT
+    # then: session, prices [and the key's claim] in one round trip, then the transaction: one batch of writes, which
+    # PostgreSQL runs as one implicit transaction (no BEGIN or COMMIT round trip)
     assert [kind(sql) for sql in statements] == [
         f"{'WITH' if key else 'SELECT'} checkout_shoppersession",
-        "BEGIN",
         "WITH checkout_order",
-        "COMMIT",
     ], "\n".join(statements)
     session, prices = statements[0].split("; ")
     claims = re.findall(r'INSERT INTO "(\w+)"', session)
@@ -48,7 +46,7 @@ def test_checkout_writes_go_in_one_batch_after_the_reads(needs_postgres, client,
     assert kind(prices) == "SELECT catalog_product"
     assert prices.endswith(f"IN ({', '.join(str(p.pk) for p in products)})")
     # the batch: one statement writing the order, all its lines and [the key's "done"], then one UPDATE per line
-    order_lines_key, *updates = statements[-2].split("; ")
+    order_lines_key, *updates = statements[-1].split("; ")
     assert re.findall(r'(INSERT INTO|UPDATE) "(\w+)"', order_lines_key) == [
         ("INSERT INTO", "checkout_order"),
         ("INSERT INTO", "checkout_orderline"),
@@ -57,7 +55,12 @@ def test_checkout_writes_go_in_one_batch_after_the_reads(needs_postgres, client,
     (values,) = re.findall(r"\(VALUES (.*?)\) AS v", order_lines_key)
     assert values.count("), (") == lines - 1  # all lines in one VALUES list
     # last, so each stock row is locked only until the COMMIT (the other lines' UPDATEs, at most, come between)
-    assert [kind(sql) for sql in updates] == ["UPDATE catalog_inventory"] * lines
+    assert [kind(sql) for sql in updates] == ["WITH catalog_inventory"] * lines
+    # an UPDATE that finds too little stock ends the batch with an error, which rolls all of it back
+    assert all(
+        sql.endswith(f"checkout_refuse('insufficient_stock', {p.pk}) END")
+        for sql, p in zip(updates, products, strict=True)
+    )
     assert all('"quantity" >= 2' in sql for sql in updates)  # the stock check is in the UPDATE itself
     # rows are locked in ascending product id, whatever the order of the cart
     assert [re.search(r'"product_id" = (\d+)', sql)[1] for sql in updates] == [str(p.pk) for p in products]
