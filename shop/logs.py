@@ -8,6 +8,7 @@ import sys
 import threading
 from collections import deque
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 
 # One encoder for every line: json.dumps(default=...) would build a new one per call.
 _ENCODER = json.JSONEncoder(default=str)
@@ -23,6 +24,37 @@ def json_line(*, created: float, level: str, logger: str, message: str, fields: 
     }
     entry.update(fields)
     return _ENCODER.encode(entry)
+
+
+class _SecondCache(threading.local):
+    second: int | None = None
+    text = ""
+
+
+_seconds = _SecondCache()
+
+
+def _iso_time(created: float) -> str:
+    """datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds"), formatting each second only once
+    per thread: the datetime alone was a third of a request line's cost."""
+    second, micro = divmod(round(created * 1_000_000), 1_000_000)
+    if _seconds.second != second:
+        _seconds.text = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+        _seconds.second = second
+    return f"{_seconds.text}.{micro // 1000:03d}+00:00"
+
+
+def request_line(
+    *, created: float, method: str, path: str, status: int, duration_ms: float, cache: str, rid: str
+) -> str:
+    """The request log's line: exactly json_line(level="INFO", logger="shop.request", message="request", ...) with
+    these fields, written out by hand at about half the cost (one line per request, on every request)."""
+    return (
+        f'{{"time": "{_iso_time(created)}", "level": "INFO", "logger": "shop.request", "message": "request", '
+        f'"method": {encode_basestring_ascii(method)}, "path": {encode_basestring_ascii(path)}, "status": {status}, '
+        f'"duration_ms": {duration_ms!r}, "cache": {encode_basestring_ascii(cache)}, '
+        f'"request_id": {encode_basestring_ascii(rid)}}}'
+    )
 
 
 class JsonFormatter(logging.Formatter):

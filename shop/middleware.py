@@ -7,7 +7,7 @@ from django.contrib.messages.middleware import MessageMiddleware
 from django.db import OperationalError
 from django.http import JsonResponse
 
-from shop.logs import BufferedLines, json_line
+from shop.logs import BufferedLines, request_line
 
 request_log = logging.getLogger("shop.request")
 request_lines = BufferedLines()
@@ -36,16 +36,16 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         if request_log.isEnabledFor(logging.INFO):
-            fields = {
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "cache": response.get("X-Cache-Status", ""),
-                "request_id": request_id(request),
-            }
             request_lines.append(
-                json_line(created=time.time(), level="INFO", logger=request_log.name, message="request", fields=fields)
+                request_line(
+                    created=time.time(),
+                    method=request.method,
+                    path=request.path,
+                    status=response.status_code,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    cache=response.get("X-Cache-Status", ""),
+                    rid=request_id(request),
+                )
             )
         return response
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shop.logs import BufferedLines
+from shop.logs import BufferedLines, json_line, request_line
 from shop.middleware import request_lines
 
 pytestmark = pytest.mark.django_db
@@ -73,3 +73,21 @@ def test_a_closed_stdout_loses_the_lines_but_not_the_request(monkeypatch):
     lines = BufferedLines(interval=3600, max_lines=1)
 
     lines.append('{"n": 1}')  # written at once, into a closed stream: dropped, no exception
+
+
+@pytest.mark.parametrize(
+    "created",
+    [0.0, 1764000000.0, 1764000000.0005, 1764000000.9994999, 1764000000.9999996, 1796083199.123456, time.time()],
+)
+@pytest.mark.parametrize(
+    ("path", "rid"),
+    [("/api/products", ""), ('/a"b\\c/\u00e9\u2603\n\t', "Root=1-\x00\x7f"), ("/\ud800", "\U0001f600")],
+)
+def test_request_line_is_exactly_the_json_line_it_replaces(created, path, rid):
+    fields = {"method": "GET", "path": path, "status": 201, "duration_ms": 12.35, "cache": "HIT", "request_id": rid}
+    expected = json_line(created=created, level="INFO", logger="shop.request", message="request", fields=fields)
+
+    line = request_line(created=created, method="GET", path=path, status=201, duration_ms=12.35, cache="HIT", rid=rid)
+
+    assert line == expected
+    assert json.loads(line)["path"] == path
