@@ -18,7 +18,7 @@ from catalog.models import Product
 from checkout.exceptions import IdempotencyKeyReused, ReplayedError, RequestInProgress
 from checkout.models import IdempotencyRecord, Order, ShopperSession
 from checkout.selectors import ProductPrice, prices_from_rows, prices_sql, session_from_row, token_hash
-from checkout.sql import db_datetime, loaded, model_sql, placeholders
+from shop.sql import db_datetime, loaded, model_sql, placeholders
 
 log = logging.getLogger("shop.checkout")
 

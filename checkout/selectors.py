@@ -10,7 +10,7 @@ from django.utils import timezone
 from catalog.models import Product
 from checkout.exceptions import OrderNotFound, ProductNotFound, SessionInvalid, SessionRequired
 from checkout.models import Order, ShopperSession
-from checkout.sql import db_datetime, from_db, loaded, model_sql, placeholders
+from shop.sql import db_datetime, from_db, loaded, model_sql, placeholders
 
 SESSION_SQL = "SELECT {id}, {created_at}, {expires_at} FROM {table} WHERE {token_hash} = %s AND {expires_at} > %s"
 PRICES_SQL = "SELECT {id}, {price}, {currency} FROM {table} WHERE {id} IN "

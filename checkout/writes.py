@@ -15,7 +15,7 @@ from catalog.selectors import stock_short
 from catalog.services import InsufficientStock, stock_reserve, stock_take_params, stock_take_sql
 from checkout.exceptions import RequestInProgress
 from checkout.models import IdempotencyRecord, Order, OrderLine
-from checkout.sql import db_datetime, loaded, model_sql, placeholders
+from shop.sql import db_datetime, loaded, model_sql, placeholders
 
 ORDER_INSERT_SQL = (
     "INSERT INTO {table} ({session_id}, {status}, {total}, {currency}, {idempotency_key}, {created_at}, {updated_at}) "

@@ -1,7 +1,10 @@
 """The catalogue API's shapes, filters, pagination and errors (on whichever database the run has)."""
 
+from datetime import datetime
+
 import pytest
 from django.db import connection
+from rest_framework import serializers
 
 from catalog.models import Inventory, Product
 from catalog.selectors import product_categories, product_list
@@ -154,6 +157,18 @@ def test_inventory_reads_the_live_quantity_without_caching(client, make_products
     assert after.json()["quantity"] == 3
     assert set(after.json()) == {"product_id", "quantity", "updated_at"} == set(InventorySerializer().fields)
     assert after["Cache-Control"] == "no-store"
+
+
+def test_inventory_updated_at_is_the_stored_time_as_the_api_writes_times(client, make_products):
+    product = make_products(1, stock=7)[0]
+    stored = Inventory.objects.get(product=product).updated_at
+
+    single = client.get(f"/api/inventory/{product.pk}").json()
+    (batch,) = client.get("/api/inventory", {"product_ids": str(product.pk)}).json()
+
+    expected = serializers.DateTimeField().to_representation(stored)
+    assert single["updated_at"] == batch["updated_at"] == expected
+    assert datetime.fromisoformat(expected.replace("Z", "+00:00")) == stored
 
 
 def test_inventory_of_a_product_without_stock_record_is_zero(client, make_products):

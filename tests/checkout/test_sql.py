@@ -10,7 +10,7 @@ from catalog.models import Inventory, Product
 from catalog.services import stock_take_sql
 from checkout import idempotency, selectors, writes
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
-from checkout.sql import model_sql
+from shop.sql import model_sql
 
 pytestmark = pytest.mark.django_db
 
