@@ -70,7 +70,12 @@ class FairThreadWorker(ThreadWorker):
 
     def wait_for_and_dispatch_events(self, timeout):
         self.publish()
-        wait = self.resume_at - time.monotonic()
-        if not self._accepting and self.alive and wait > 0:
-            timeout = min(timeout, wait)
+        if not self._accepting and self.alive and self.nr_conns < self.worker_connections:
+            wait = self.resume_at - time.monotonic()
+            if wait > 0:
+                timeout = min(timeout, wait)
+            else:
+                # The deferral ended after the event loop's own "listen again" was turned away: listen now, or this
+                # worker would sleep up to a second deaf to new connections while the others defer to it.
+                super().set_accept_enabled(True)
         super().wait_for_and_dispatch_events(timeout)

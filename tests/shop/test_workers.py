@@ -8,8 +8,9 @@ from collections import Counter
 from contextlib import contextmanager
 
 from django.conf import settings
+from gunicorn.workers.gthread import ThreadWorker
 
-from shop.workers import SLOTS, STALE_AFTER, fewest_elsewhere
+from shop.workers import SLOTS, STALE_AFTER, FairThreadWorker, fewest_elsewhere
 
 WORKERS = 4
 CONNECTIONS = 48
@@ -31,6 +32,42 @@ def test_fewest_elsewhere_counts_only_other_live_workers():
     assert fewest_elsewhere(cells, slot=5, now=now) == 3
     assert fewest_elsewhere(cells, slot=2, now=now) == 1
     assert fewest_elsewhere(table({5: (4, now)}), slot=5, now=now) is None
+
+
+def idle_worker(monkeypatch, *, resume_in: float) -> tuple[FairThreadWorker, list]:
+    """A worker that stopped listening to defer a connection, its deferral ending `resume_in` s from now; the
+    gthread calls it makes are recorded instead of run."""
+    calls = []
+    monkeypatch.setattr(ThreadWorker, "set_accept_enabled", lambda self, enabled: calls.append(("listen", enabled)))
+    monkeypatch.setattr(
+        ThreadWorker, "wait_for_and_dispatch_events", lambda self, timeout: calls.append(("wait", timeout))
+    )
+    worker = FairThreadWorker.__new__(FairThreadWorker)
+    worker.slot, worker.nr_conns, worker.worker_connections = 0, 0, 1000
+    worker._accepting, worker.alive = False, True
+    worker.resume_at = time.monotonic() + resume_in
+    worker.table = table({})
+    return worker, calls
+
+
+def test_a_worker_whose_deferral_ended_listens_again_before_it_sleeps(monkeypatch):
+    # given: the event loop's "listen again" came a moment before the deferral ended, and was turned away
+    worker, calls = idle_worker(monkeypatch, resume_in=-0.001)
+
+    # when: the worker goes to wait for events, for up to a second
+    worker.wait_for_and_dispatch_events(1.0)
+
+    # then: it listens first, rather than sleeping a second deaf to new connections
+    assert calls == [("listen", True), ("wait", 1.0)]
+
+
+def test_a_deferring_worker_sleeps_only_until_its_deferral_ends(monkeypatch):
+    worker, calls = idle_worker(monkeypatch, resume_in=0.5)
+
+    worker.wait_for_and_dispatch_events(1.0)
+
+    ((what, timeout),) = calls
+    assert what == "wait" and 0.4 < timeout <= 0.5
 
 
 def free_port() -> int:
