@@ -17,7 +17,14 @@ from django.utils import timezone
 from catalog.models import Product
 from checkout.exceptions import IdempotencyKeyReused, ReplayedError, RequestInProgress
 from checkout.models import IdempotencyRecord, Order, ShopperSession
-from checkout.selectors import ProductPrice, prices_from_rows, prices_sql, session_from_row, token_hash
+from checkout.selectors import (
+    SESSION_SQL,
+    ProductPrice,
+    prices_from_rows,
+    prices_sql,
+    session_from_row,
+    token_hash,
+)
 from shop.sql import db_datetime, loaded, model_sql, placeholders
 
 log = logging.getLogger("shop.checkout")
@@ -27,24 +34,19 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 # request that is still running is never taken over.
 IDEMPOTENCY_LEASE = timedelta(seconds=60)
 
-CLAIM_INSERT_SQL = (
-    "INSERT INTO {table} ({session_id}, {key}, {request_hash}, {started_at}, {created_at}, {expires_at}) "
-    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT ({session_id}, {key}) DO NOTHING RETURNING {id}"
-)
-# The claim with the checkout's reads, as one statement: `s` is the live session of the token, `p` says whether
-# every product exists in one currency, `c` inserts the claim only when both hold. It returns the session's row
-# and the new claim's id (NULL when not inserted). The prices follow as a second statement (selectors' SQL).
-CLAIM_SESSION_SQL = (
-    "WITH s (id, created_at, expires_at) AS "
-    "(SELECT {id}, {created_at}, {expires_at} FROM {table} WHERE {token_hash} = %s AND {expires_at} > %s), "
-)
+_CLAIM_INTO = "INSERT INTO {table} ({session_id}, {key}, {request_hash}, {started_at}, {created_at}, {expires_at}) "
+_CLAIM_ONCE = "ON CONFLICT ({session_id}, {key}) DO NOTHING RETURNING {id}"
+CLAIM_INSERT_SQL = _CLAIM_INTO + "VALUES (%s, %s, %s, %s, %s, %s) " + _CLAIM_ONCE
+# The claim with the checkout's reads, as one statement: `s` is the live session of the token (selectors'
+# SESSION_SQL), `p` says whether every product exists in one currency, `c` inserts the claim only when both hold.
+# It returns the session's row and the new claim's id (NULL when not inserted). The prices follow as a second
+# statement (selectors' SQL).
+CLAIM_SESSION_SQL = "WITH s (id, created_at, expires_at) AS (" + SESSION_SQL + "), "
 CLAIM_PRODUCTS_SQL = (
     "p (sellable) AS (SELECT count(*) = %s AND count(DISTINCT {currency}) = 1 FROM {table} WHERE {id} IN "
 )
 CLAIM_WITH_READS_SQL = (
-    "c AS (INSERT INTO {table} ({session_id}, {key}, {request_hash}, {started_at}, {created_at}, {expires_at}) "
-    "SELECT s.id, %s, %s, %s, %s, %s FROM s, p WHERE p.sellable "
-    "ON CONFLICT ({session_id}, {key}) DO NOTHING RETURNING {id}) "
+    "c AS (" + _CLAIM_INTO + "SELECT s.id, %s, %s, %s, %s, %s FROM s, p WHERE p.sellable " + _CLAIM_ONCE + ") "  # noqa: S608 - names from _meta
     "SELECT s.id, s.created_at, s.expires_at, (SELECT * FROM c) FROM s"
 )
 
