@@ -56,6 +56,7 @@ SESSIONS = 256
 # Deep enough that no checkout in a pass runs out: 409s would measure the refusal path instead.
 DEEP_STOCK = 1_000_000_000
 CHECKOUT = "bench/lua/checkout.lua"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -154,23 +155,52 @@ class Server:
     def worker_rss_mb(self) -> list[float]:
         return [_status_kb(pid, "VmRSS") / 1024 for pid in self.worker_pids()]
 
-    def stop(self) -> None:
-        """SIGINT is gunicorn's quick shutdown; SIGKILL the whole group if it lingers."""
-        if self.process is None or self.process.poll() is not None:
+    def interrupt(self) -> None:
+        """SIGINT, gunicorn's quick shutdown, to the server's whole process group."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def wait_stopped(self, deadline: float) -> None:
+        """Wait for the server to exit until `deadline` (monotonic), then SIGKILL its group if it lingers."""
+        if self.process is None:
             return
         try:
-            os.killpg(self.process.pid, signal.SIGINT)
-            self.process.wait(timeout=15)
+            self.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.process.wait()
-        except ProcessLookupError:
-            pass
         if self.log_filter is not None:
             try:
                 self.log_filter.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.log_filter.kill()
+
+
+def stop_all(servers: list[Server], grace: float = 15.0) -> None:
+    """Stop the servers together: SIGINT to each, then SIGKILL whatever still runs after `grace` seconds.
+
+    A Ctrl-C or SIGTERM arriving meanwhile is held until every server is gone, then acted on, so an impatient
+    second Ctrl-C cannot leave a gunicorn behind.
+    """
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: held.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        for server in servers:
+            server.interrupt()
+        deadline = time.monotonic() + grace
+        for server in servers:
+            server.wait_stopped(deadline)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        signal.raise_signal(held[0])
 
 
 def _status_kb(pid: int, field: str) -> int:
@@ -508,10 +538,9 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
                 stem = RESULTS / f"{stamp}-{name}-{endpoint.name}"
                 print(profile_endpoint(cfg, endpoint, servers[endpoint.server], stem), flush=True)
     finally:
-        for server in servers.values():
-            server.stop()
         for leftover in (floor_body, RESULTS / f"{stamp}-{name}-tokens.txt"):
             leftover.unlink(missing_ok=True)
+        stop_all(list(servers.values()))
     load_after = os.getloadavg()
 
     statements = statements_per_checkout(env) if name == "small" else None

@@ -11,6 +11,7 @@ from catalog.exceptions import InvalidQuantity, ProductNotFound
 from catalog.models import Inventory, Product
 from catalog.selectors import stock_short
 from shop.exceptions import DomainError
+from shop.sql import model_sql
 
 
 class InsufficientStock(DomainError):
@@ -52,18 +53,14 @@ def stock_take_params(lines: Iterable[tuple[int, int]], *, now) -> list[tuple[in
     return [(product_id, [quantity, now, product_id, quantity]) for product_id, quantity in sorted(lines)]
 
 
+STOCK_TAKE_SQL = (
+    "UPDATE {table} SET {quantity} = {quantity} - %s, {updated_at} = %s WHERE {product} = %s AND {quantity} >= %s"
+)
+
+
 def stock_take_sql() -> str:
     """One line's conditional UPDATE, by hand: the ORM's query building cost several times its round trip."""
-    quote = connection.ops.quote_name
-    meta = Inventory._meta
-    table = quote(meta.db_table)
-    product, quantity, updated_at = (
-        quote(meta.get_field(name).column) for name in ("product", "quantity", "updated_at")
-    )
-    return (
-        f"UPDATE {table} SET {quantity} = {quantity} - %s, {updated_at} = %s "  # noqa: S608 - names from _meta
-        f"WHERE {product} = %s AND {quantity} >= %s"
-    )
+    return model_sql(Inventory, STOCK_TAKE_SQL)
 
 
 # --- Products and stock levels as operators set them (admin, shell, scripts) ---------------------------------------

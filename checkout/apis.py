@@ -88,7 +88,7 @@ class CheckoutApi(NoStoreApi):
         ratelimit_ip(request, scope="checkout", rate=settings.RATELIMIT_CHECKOUT_PER_IP)
         lines, body_token = checkout_input(request.data)
         idempotency_key = _idempotency_key(request)
-        token = request.headers.get("X-Session-Token") or body_token
+        token = request.META.get("HTTP_X_SESSION_TOKEN") or body_token
         if token:
             ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
         start = checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
@@ -114,7 +114,7 @@ class OrderDetailApi(NoStoreApi):
         summary="An order, for the session that placed it.",
     )
     def get(self, request, order_id: str):
-        session = session_get_by_token(token=request.headers.get("X-Session-Token"))
+        session = session_get_by_token(token=request.META.get("HTTP_X_SESSION_TOKEN"))
         if not order_id.isdigit() or len(order_id) > 18:  # beyond bigint
             raise OrderNotFound(order_id=order_id)
         order = order_get_for_session(order_id=int(order_id), session=session)
@@ -122,7 +122,7 @@ class OrderDetailApi(NoStoreApi):
 
 
 def _idempotency_key(request) -> str | None:
-    key = request.headers.get("Idempotency-Key")
+    key = request.META.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.match(key):
