@@ -24,6 +24,7 @@ def sleeper(tmp_path, mode: str) -> Server:
         [sys.executable, "-c", SLEEPER, mode], stdout=subprocess.PIPE, text=True, start_new_session=True
     )
     assert server.process.stdout.readline() == "ready\n"
+    server.process.stdout.close()
     return server
 
 
