@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test serve lint migrate bench loadtest loadtest-ui synth checkov clean
+.PHONY: run ops test serve lint migrate bench loadtest loadtest-ui synth checkov clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,16 @@ $(VENV)/.base: $(PY) requirements/base.txt
 	$(PY) -m pip install --quiet -r requirements/base.txt
 	touch $@
 
+$(VENV)/.ops: $(PY) requirements/base.txt requirements/ops.txt
+	$(PY) -m pip install --quiet -r requirements/ops.txt
+	touch $@ $(VENV)/.base
+
 $(VENV)/.dev: $(PY) requirements/base.txt requirements/ops.txt requirements/dev.txt
 	$(PY) -m pip install --quiet -r requirements/dev.txt
-	touch $@ $(VENV)/.base
+	touch $@ $(VENV)/.base $(VENV)/.ops
+
+## ops: the ops commands' requirements (troposphere, cfn-lint, ...) in .venv; `make test` installs them too
+ops: $(VENV)/.ops
 
 ## run: serve the storefront and API on http://127.0.0.1:8000 (SQLite + local memory, DEBUG on)
 run: $(VENV)/.base

@@ -43,3 +43,22 @@ class ScheduleError(OpsError):
 
 class StackConfigError(OpsError):
     """Stack settings that cannot be synthesized: an unknown stack or environment, a domain without a zone."""
+
+
+class OpsRequirementsMissing(StackConfigError):
+    """The ops commands' own packages (requirements/ops.txt) are not installed in this environment."""
+
+    def __init__(self, module: str):
+        super().__init__(
+            f"The ops commands need {module!r}, which is not installed: run `make ops` "
+            "(or `pip install -r requirements/ops.txt`)."
+        )
+
+
+def ops_requirements_check() -> None:
+    """Raise OpsRequirementsMissing when a package of requirements/ops.txt that synth and lint import is absent."""
+    from importlib.util import find_spec
+
+    for module in ("troposphere", "awacs", "cfnlint"):
+        if find_spec(module) is None:
+            raise OpsRequirementsMissing(module)

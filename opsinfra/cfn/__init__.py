@@ -15,9 +15,10 @@ STACK_DESCRIPTIONS = {
 
 def build_template(stack: str, settings):
     """The troposphere Template of one stack ("bootstrap", "app" or "edge") for these StackSettings."""
-    from troposphere import Template
+    from opsinfra.errors import StackConfigError, ops_requirements_check
 
-    from opsinfra.errors import StackConfigError
+    ops_requirements_check()
+    from troposphere import Template
 
     if stack not in STACK_DESCRIPTIONS:
         raise StackConfigError(f"Unknown stack {stack!r}: choose one of {', '.join(STACK_DESCRIPTIONS)}.")

@@ -1,4 +1,4 @@
-"""Our own checks for what cfn-lint misses (STACK.md's list and the issue's), over every template shape."""
+"""Our own checks for what cfn-lint misses (the stack specification's list), over every template shape."""
 
 import json
 import re
