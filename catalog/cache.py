@@ -2,14 +2,17 @@
 
 Keys (the `{catalog}` hash tag keeps them in one slot, so the lookup script may name entry keys it builds):
 
-    {prefix}:{catalog}:version                  bumped after every product change; part of each entry's key
-    {prefix}:{catalog}:v<version>:<key>         one response, expires after settings.PRODUCT_CACHE_TTL
-    {prefix}:{catalog}:lock:v<version>:<key>    held (SET NX PX) by the one request in the fleet rebuilding <key>
-    {prefix}:{catalog}:hits, :misses            fleet-wide counters for /api/metrics
+    {prefix}:{catalog}:<db>:version                 bumped after every product change; part of each entry's key
+    {prefix}:{catalog}:<db>:v<version>:<key>        one response, expires after settings.PRODUCT_CACHE_TTL
+    {prefix}:{catalog}:<db>:lock:v<version>:<key>   held (SET NX PX) by the one request in the fleet rebuilding <key>
+    {prefix}:{catalog}:<db>:hits, :misses           fleet-wide counters for /api/metrics
+
+<db> is shop.database_identity's tag of the database the entries were built from, so entries of another database
+(or of a dropped one of the same name) are never served.
 
 A hit costs one Redis round trip: a script reads the version, the entry and counts the hit together. A repeated
 hit in the same process costs none: catalog.nearcache keeps what this process served, while it hears the channel
-every bump publishes on ({prefix}:{catalog}:bumped). Every call goes through shop.redis.redis_call, so a Redis
+every bump publishes on ({prefix}:{catalog}:<db>:bumped). Every call goes through shop.redis.redis_call, so a Redis
 that fails makes requests answer from the database (BYPASS). Without REDIS_URL (`make run`) the same protocol runs
 on a store in process memory.
 """
@@ -30,6 +33,7 @@ from django.conf import settings
 from django.db import transaction
 
 from catalog.nearcache import Listener, NearCache
+from shop.database_identity import database_tag
 from shop.redis import redis_call, redis_client
 
 log = logging.getLogger("catalog.cache")
@@ -155,7 +159,7 @@ def _near() -> NearCache | None:
 
 
 def _prefix() -> str:
-    return f"{settings.CACHE_KEY_PREFIX}:{{catalog}}:"
+    return f"{settings.CACHE_KEY_PREFIX}:{{catalog}}:{database_tag()}:"
 
 
 _LOOKUP_SCRIPT = """

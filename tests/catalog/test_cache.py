@@ -9,6 +9,8 @@ from django.contrib.auth.models import User
 from catalog import cache
 from catalog.models import Inventory, Product
 from catalog.services import inventory_set, products_update
+from shop import database_identity
+from shop.database_identity import database_tag_reset
 from tests.catalog.conftest import product_queries
 
 pytestmark = pytest.mark.django_db
@@ -235,10 +237,10 @@ def test_redis_entries_expire_after_the_product_ttl(client, make_products, needs
 
     client.get("/api/products")
 
-    entry_keys = [key for key in needs_redis.keys("*{catalog}:v0:products*")]
+    entry_keys = [key for key in needs_redis.keys("*{catalog}:*:v0:products*")]
     assert len(entry_keys) == 1
     assert 0 < needs_redis.ttl(entry_keys[0]) <= 300
-    assert needs_redis.keys("*{catalog}:lock:*") == []
+    assert needs_redis.keys("*{catalog}:*:lock:*") == []
 
 
 def test_local_entries_expire_after_the_product_ttl(client, make_products, settings):
@@ -285,3 +287,20 @@ def test_an_entry_stored_between_lookup_and_lock_is_used_not_rebuilt(cache_backe
     entry, status = cache.fetch("race-key", lambda: rebuilds.append(1) or cache.CachedResponse.of(b"{}"))
     # then
     assert (entry.body, status, rebuilds) == (built_elsewhere.body, cache.MISS, [])
+
+
+@pytest.mark.django_db
+def test_a_list_cached_for_another_database_is_not_served(client, make_products, needs_redis, monkeypatch):
+    # given: the product list of this database is cached in Redis
+    database_tag_reset()
+    make_products(3)
+    assert client.get("/api/products")["X-Cache-Status"] == "MISS"
+    assert client.get("/api/products")["X-Cache-Status"] == "HIT"
+
+    # when: the same Redis db is used by a process serving another database
+    monkeypatch.setattr(database_identity, "_tag", "0123456789ab")
+    response = client.get("/api/products")
+
+    # then: that process builds its own entry instead of serving ours
+    assert response["X-Cache-Status"] == "MISS"
+    database_tag_reset()

@@ -12,6 +12,7 @@ import pytest
 
 from catalog import cache
 from catalog.nearcache import NearCache
+from shop.database_identity import database_tag
 
 pytestmark = pytest.mark.django_db
 
@@ -47,8 +48,12 @@ def redis_commands():
 
 def bump_from_another_process(settings) -> None:
     env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "CACHE_KEY_PREFIX": settings.CACHE_KEY_PREFIX}
-    # What cache.invalidate() runs once the other process's transaction commits.
-    code = "import django; django.setup(); from catalog import cache; cache._store().bump()"
+    # What cache.invalidate() runs once the other process's transaction commits, in a process that serves the
+    # same database (its tag is this one's: the test database is not the one DATABASE_URL names).
+    code = (
+        "import django; django.setup(); from shop import database_identity; "
+        f"database_identity._tag = {database_tag()!r}; from catalog import cache; cache._store().bump()"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=settings.BASE_DIR, env=env, check=True, timeout=60)
 
 

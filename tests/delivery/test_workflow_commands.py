@@ -82,7 +82,7 @@ def test_preview_role_trusts_pull_requests_and_cannot_execute(workflows, bootstr
     assert "PreviewRoleArn" in bootstrap["Outputs"]
 
 
-def test_readme_names_the_secrets_the_workflows_read():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_delivery_docs_name_the_secrets_the_workflows_read():
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "delivery.md").read_text()
     for name in ("AWS_DEPLOY_ROLE_ARN", "AWS_PREVIEW_ROLE_ARN", "GitHubRepository", "DeployRoleArn", "PreviewRoleArn"):
         assert name in readme
