@@ -4,27 +4,41 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops test serve lint migrate bench loadtest loadtest-ui synth checkov clean
+.PHONY: run ops lock test serve lint migrate bench loadtest loadtest-ui synth checkov clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 
 # Stamp files: a venv is reinstalled only when its requirement files change.
+# Each requirements/X.txt is a lock with hashes written by `make lock` from requirements/X.in.
+PIP_INSTALL := $(PY) -m pip install --quiet --require-hashes --no-deps
 $(VENV)/.base: $(PY) requirements/base.txt
-	$(PY) -m pip install --quiet -r requirements/base.txt
+	$(PIP_INSTALL) -r requirements/base.txt
 	touch $@
 
 $(VENV)/.ops: $(PY) requirements/base.txt requirements/ops.txt
-	$(PY) -m pip install --quiet -r requirements/ops.txt
+	$(PIP_INSTALL) -r requirements/ops.txt
 	touch $@ $(VENV)/.base
 
 $(VENV)/.dev: $(PY) requirements/base.txt requirements/ops.txt requirements/dev.txt
-	$(PY) -m pip install --quiet -r requirements/dev.txt
+	$(PIP_INSTALL) -r requirements/dev.txt
 	touch $@ $(VENV)/.base $(VENV)/.ops
 
 ## ops: the ops commands' requirements (troposphere, cfn-lint, ...) in .venv; `make test` installs them too
 ops: $(VENV)/.ops
+
+# uv writes the locks; it lives in a virtualenv of its own.
+LOCK_VENV := .venv-lock
+$(LOCK_VENV)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet uv==0.13.9
+LOCK := $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11.7 \
+	--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+## lock: rewrite requirements/*.txt (hashed locks) from requirements/*.in; versions kept unless UPGRADE=1
+lock: $(LOCK_VENV)/bin/uv
+	cd requirements && for set in base ops dev checkov; do UV_PYTHON=$(PYTHON) ../$(LOCK) $$set.in -o $$set.txt || exit 1; done
 
 ## run: serve the storefront and API on http://127.0.0.1:8000 (SQLite + local memory, DEBUG on)
 run: $(VENV)/.base
@@ -70,7 +84,7 @@ synth: $(VENV)/.dev
 CHECKOV_VENV := .venv-checkov
 $(CHECKOV_VENV)/.installed: requirements/checkov.txt
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/pip install --quiet -r requirements/checkov.txt
+	$(CHECKOV_VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements/checkov.txt
 	touch $@
 
 ## checkov: the virtualenv tests/opsinfra/test_cfn_checkov.py runs checkov from (the test skips without it)
@@ -81,4 +95,4 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .venv-checkov staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov $(LOCK_VENV) staticfiles .pytest_cache .ruff_cache
