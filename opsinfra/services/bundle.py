@@ -67,13 +67,14 @@ def project_files() -> list[str]:
 
 
 def pinned_requirements(path: Path) -> dict[str, str]:
-    """name → version of every `name==version` line, names normalized as wheels spell them."""
+    """name → version of every `name==version` line of a lock (hash lines and comments skipped), names normalized
+    as wheels spell them."""
     pins = {}
     for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if "==" in line:
+        if "==" in line and not line.startswith("-"):
             name, version = (part.strip() for part in line.split("==", 1))
-            pins[_normalize(name)] = version
+            pins[_normalize(name.split("[")[0])] = version.split()[0]
     return pins
 
 
