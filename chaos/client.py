@@ -9,6 +9,7 @@ closed or was reset before a whole answer), "refused".
 import asyncio
 import json
 import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -68,11 +69,35 @@ async def exchange(url: str, method: str, path: str, headers: dict[str, str], bo
         data = await reader.read()
     finally:
         writer.close()
-    status_line, _, rest = data.partition(b"\r\n")
-    fields = status_line.split()
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields = head.partition(b"\r\n")[0].split()
     if len(fields) < 2 or not fields[1].isdigit():
         return "reset", b""
-    return fields[1].decode(), rest.partition(b"\r\n\r\n")[2]
+    # An answer cut short (its worker killed while sending it) is no answer: the client cannot know its order.
+    headers = head.lower()
+    if b"\r\ntransfer-encoding: chunked" in headers:
+        body = dechunk(body)
+        if body is None:
+            return "reset", b""
+    elif match := re.search(rb"\r\ncontent-length: *(\d+)", headers):
+        if len(body) < int(match[1]):
+            return "reset", b""
+    return fields[1].decode(), body
+
+
+def dechunk(data: bytes) -> bytes | None:
+    """A chunked body's bytes (gunicorn sends a response without Content-Length chunked); None if it was cut."""
+    body = b""
+    while True:
+        size_line, found, data = data.partition(b"\r\n")
+        if not found:
+            return None
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            return body
+        if len(data) < size + 2:
+            return None
+        body, data = body + data[:size], data[size + 2 :]
 
 
 async def call(

@@ -16,8 +16,10 @@ DB_BUDGET_S = 6.0
 HEALTH_BUDGET_S = 1.0
 # The contract bound for any request while Redis is away (tests/catalog/test_redis_down.py).
 REDIS_BUDGET_S = 1.0
-# A refused database is answered 503 quickly: 100 ms measured on an idle machine; a generous bound for a shared one.
-REFUSED_BUDGET_S = 1.0
+# A refused database is answered 503 quickly: about 0.1 s on an idle machine. Twice the health budget, because
+# on a shared 2-core machine (load average above 10) queueing alone has taken a 503 past 1 s; a frozen database
+# holds its requests for the whole freeze (4 s and more here), so the bound still tells the two apart.
+REFUSED_BUDGET_S = 2.0
 
 OK = frozenset({"200", "201"})
 OK_OR_503 = OK | {"503"}

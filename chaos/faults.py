@@ -71,6 +71,8 @@ class Measured:
     traffic: Traffic
     notes: list[str] = field(default_factory=list)
     stalled_closed: bool | None = None
+    # When the fault started and ended (time.monotonic()), for promises about the requests made during it.
+    window: tuple[float, float] = (0.0, float("inf"))
 
 
 def shop_start(run: Run, stack: ExitStack, *, name: str, database_url: str | None = None) -> tuple[Shop, Process]:
@@ -95,16 +97,19 @@ def drive(
     users: int = USERS,
     mix: dict[str, int] = MIX,
     retry_all: bool = False,
-) -> None:
+) -> tuple[float, float]:
     """Traffic and /health probes for before + during + after seconds, the fault between `inject` and `lift`,
-    then the retries."""
+    then the retries. Returns when the fault started and ended."""
     before, during, after = run.seconds(before), run.seconds(during), run.seconds(after)
+    window = []
 
     async def timeline():
         # In a thread: starting a process or opening sockets must not pause the requests being timed.
         await asyncio.sleep(before)
         await asyncio.to_thread(inject)
+        window.append(time.monotonic())
         await asyncio.sleep(during)
+        window.append(time.monotonic())
         await asyncio.to_thread(lift)
 
     async def main():
@@ -115,6 +120,7 @@ def drive(
         await traffic.retry(keys=list(traffic.checkouts) if retry_all else None, within=run.seconds(RETRY_WITHIN_S))
 
     asyncio.run(main())
+    return window[0], window[1]
 
 
 def new_traffic(run: Run, shop: Shop) -> Traffic:
@@ -127,8 +133,8 @@ def new_traffic(run: Run, shop: Shop) -> Traffic:
 def baseline(run: Run, stack: ExitStack) -> Measured:
     shop, _ = shop_start(run, stack, name="baseline")
     traffic = new_traffic(run, shop)
-    drive(run, traffic, before=2, during=0, after=3)
-    return Measured(traffic)
+    window = drive(run, traffic, before=2, during=0, after=3)
+    return Measured(traffic, window=window)
 
 
 def _db_proxy(run: Run, stack: ExitStack, name: str, **options) -> tuple[Process, int]:
@@ -142,8 +148,8 @@ def db_frozen(run: Run, stack: ExitStack) -> Measured:
     proxy, port = _db_proxy(run, stack, "db_frozen")
     shop, _ = shop_start(run, stack, name="db_frozen", database_url=url_via(run.database_url, HOST, port))
     traffic = new_traffic(run, shop)
-    drive(run, traffic, inject=lambda: proxy.signal(signal.SIGSTOP), lift=lambda: proxy.signal(signal.SIGCONT))
-    return Measured(traffic, notes=[f"proxy frozen {run.seconds(8):.0f} s"])
+    window = drive(run, traffic, inject=lambda: proxy.signal(signal.SIGSTOP), lift=lambda: proxy.signal(signal.SIGCONT))
+    return Measured(traffic, window=window, notes=[f"proxy frozen {run.seconds(8):.0f} s"])
 
 
 def db_latency(run: Run, stack: ExitStack) -> Measured:
@@ -151,8 +157,8 @@ def db_latency(run: Run, stack: ExitStack) -> Measured:
     proxy, port = _db_proxy(run, stack, "db_latency", latency_ms=latency_ms)
     shop, _ = shop_start(run, stack, name="db_latency", database_url=url_via(run.database_url, HOST, port))
     traffic = new_traffic(run, shop)
-    drive(run, traffic, inject=lambda: proxy.signal(signal.SIGUSR1), lift=lambda: proxy.signal(signal.SIGUSR2))
-    return Measured(traffic, notes=[f"+{latency_ms} ms per packet each way for {run.seconds(8):.0f} s"])
+    window = drive(run, traffic, inject=lambda: proxy.signal(signal.SIGUSR1), lift=lambda: proxy.signal(signal.SIGUSR2))
+    return Measured(traffic, window=window, notes=[f"+{latency_ms} ms per packet each way for {run.seconds(8):.0f} s"])
 
 
 def db_resets(run: Run, stack: ExitStack) -> Measured:
@@ -160,8 +166,9 @@ def db_resets(run: Run, stack: ExitStack) -> Measured:
     proxy, port = _db_proxy(run, stack, "db_resets", reset_chance=chance)
     shop, _ = shop_start(run, stack, name="db_resets", database_url=url_via(run.database_url, HOST, port))
     traffic = new_traffic(run, shop)
-    drive(run, traffic, inject=lambda: proxy.signal(signal.SIGUSR1), lift=lambda: proxy.signal(signal.SIGUSR2))
-    return Measured(traffic, notes=[f"open connections reset, then {chance:.0%} of packets reset theirs"])
+    window = drive(run, traffic, inject=lambda: proxy.signal(signal.SIGUSR1), lift=lambda: proxy.signal(signal.SIGUSR2))
+    note = f"open connections reset, then {chance:.0%} of packets reset theirs"
+    return Measured(traffic, window=window, notes=[note])
 
 
 def db_refused(run: Run, stack: ExitStack) -> Measured:
@@ -179,8 +186,8 @@ def db_refused(run: Run, stack: ExitStack) -> Measured:
         )
         stack.callback(again.stop)
 
-    drive(run, traffic, inject=lambda: proxy.signal(signal.SIGKILL), lift=restart, during=5)
-    return Measured(traffic, notes=[f"proxy killed {run.seconds(5):.0f} s"])
+    window = drive(run, traffic, inject=lambda: proxy.signal(signal.SIGKILL), lift=restart, during=5)
+    return Measured(traffic, window=window, notes=[f"proxy killed {run.seconds(5):.0f} s"])
 
 
 def db_packets_dropped(run: Run, stack: ExitStack) -> Measured:
@@ -213,8 +220,9 @@ def db_packets_dropped(run: Run, stack: ExitStack) -> Measured:
     database_url = url_via(run.database_url, netns.inner_ip, inner_port)
     shop, _ = shop_start(run, stack, name="db_packets_dropped", database_url=database_url)
     traffic = new_traffic(run, shop)
-    drive(run, traffic, inject=lambda: netns.drop_packets(qdisc), lift=netns.restore)
-    return Measured(traffic, notes=[f"every packet dropped ({' '.join(qdisc)}) for {run.seconds(8):.0f} s"])
+    window = drive(run, traffic, inject=lambda: netns.drop_packets(qdisc), lift=netns.restore)
+    note = f"every packet dropped ({' '.join(qdisc)}) for {run.seconds(8):.0f} s"
+    return Measured(traffic, window=window, notes=[note])
 
 
 def redis_killed(run: Run, stack: ExitStack) -> Measured:
@@ -226,16 +234,16 @@ def redis_killed(run: Run, stack: ExitStack) -> Measured:
         again, _ = start_redis(run.log("redis_killed-redis"), port=port)
         stack.callback(again.stop)
 
-    drive(run, traffic, inject=lambda: redis.signal(signal.SIGKILL), lift=restart, during=5)
-    return Measured(traffic, notes=[f"redis-server killed {run.seconds(5):.0f} s, restarted empty"])
+    window = drive(run, traffic, inject=lambda: redis.signal(signal.SIGKILL), lift=restart, during=5)
+    return Measured(traffic, window=window, notes=[f"redis-server killed {run.seconds(5):.0f} s, restarted empty"])
 
 
 def redis_frozen(run: Run, stack: ExitStack) -> Measured:
     shop, redis = shop_start(run, stack, name="redis_frozen")
     traffic = new_traffic(run, shop)
     freeze, thaw = (lambda: redis.signal(signal.SIGSTOP)), (lambda: redis.signal(signal.SIGCONT))
-    drive(run, traffic, inject=freeze, lift=thaw, during=5)
-    return Measured(traffic, notes=[f"redis-server stopped (SIGSTOP) {run.seconds(5):.0f} s"])
+    window = drive(run, traffic, inject=freeze, lift=thaw, during=5)
+    return Measured(traffic, window=window, notes=[f"redis-server stopped (SIGSTOP) {run.seconds(5):.0f} s"])
 
 
 def stalled_clients(run: Run, stack: ExitStack) -> Measured:
@@ -266,10 +274,11 @@ def stalled_clients(run: Run, stack: ExitStack) -> Measured:
         for sock in stalled:
             sock.close()
 
-    drive(run, traffic, inject=stall, lift=release)
+    window = drive(run, traffic, inject=stall, lift=release)
     closed = closed_by_server[0] if closed_by_server else 0
     return Measured(
         traffic,
+        window=window,
         notes=[f"{STALLED_CONNECTIONS} stalled {run.seconds(8):.0f} s; the server closed {closed}"],
         stalled_closed=closed == STALLED_CONNECTIONS,
     )
@@ -295,7 +304,7 @@ def worker_killed(run: Run, stack: ExitStack) -> Measured:
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
 
-    drive(
+    window = drive(
         run,
         traffic,
         inject=kill_one,
@@ -310,6 +319,7 @@ def worker_killed(run: Run, stack: ExitStack) -> Measured:
     resets = sum(reply.status == "reset" for reply in traffic.replies)
     return Measured(
         traffic,
+        window=window,
         notes=[f"workers {', '.join(map(str, killed))} killed; {resets} checkouts cut; all retried with their keys"],
     )
 
@@ -318,21 +328,25 @@ def overload_4x(run: Run, stack: ExitStack) -> Measured:
     """Checkouts arriving at four times the capacity, on a fixed schedule whatever the answers do.
 
     Capacity: CHAOS_CAPACITY (checkouts/s; `make bench`'s highest checkouts/s with p99 under 1 s), else measured
-    here first: 8 closed-loop clients for 3 s, whose 201s per second stand for it.
+    here first: after a second of warm-up, 8 closed-loop clients for 3 s, whose 201s per second stand for it.
     """
     shop, _ = shop_start(run, stack, name="overload_4x")
     traffic = new_traffic(run, shop)
     capacity = float(os.environ.get("CHAOS_CAPACITY", 0))
     if not capacity:
         calibration = Traffic(url=shop.url, tokens=run.tokens, product_ids=run.product_ids, checkouts=traffic.checkouts)
+        asyncio.run(calibration.closed_loop(users=8, until=time.monotonic() + 1, mix={"checkout": 1}))
+        calibration.replies.clear()
         seconds = run.seconds(3)
         asyncio.run(calibration.closed_loop(users=8, until=time.monotonic() + seconds, mix={"checkout": 1}))
         capacity = max(sum(reply.status == "201" for reply in calibration.replies) / seconds, 1.0)
     rate = OVERLOAD_FACTOR * capacity
     seconds = run.seconds(5)
 
+    window = (time.monotonic(), time.monotonic() + seconds)
+
     async def main():
-        until = time.monotonic() + seconds
+        until = window[1]
         lag, _ = await asyncio.gather(
             traffic.open_loop(rate=rate, until=until, mix={"checkout": 1}, limit=OVERLOAD_LIMIT),
             traffic.health_probe(until=until),
@@ -343,6 +357,7 @@ def overload_4x(run: Run, stack: ExitStack) -> Measured:
     lag = asyncio.run(main())
     return Measured(
         traffic,
+        window=window,
         notes=[f"capacity {capacity:.0f}/s, offered {rate:.0f}/s for {seconds:.0f} s; client lag up to {lag:.2f} s"],
     )
 

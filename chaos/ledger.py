@@ -54,7 +54,17 @@ def stock_drift(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, 
 def ledger_read(
     url: str, *, checkouts: dict[str, Checkout], before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
 ) -> Ledger:
-    rows = orders_by_key(url, list(checkouts))
+    return ledger_count(checkouts=checkouts, rows=orders_by_key(url, list(checkouts)), before=before, after=after)
+
+
+def ledger_count(
+    *,
+    checkouts: dict[str, Checkout],
+    rows: dict[str, list[int]],
+    before: dict[int, tuple[int, int]],
+    after: dict[int, tuple[int, int]],
+) -> Ledger:
+    """What the clients were told against the order rows of their keys (`rows`) and the stock snapshots."""
     lost = doubled = unresolved = 0
     for key, checkout in checkouts.items():
         placed = rows.get(key, [])
