@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from chaos.client import Traffic
 from chaos.services import (
@@ -228,7 +229,7 @@ def db_packets_dropped(run: Run, stack: ExitStack) -> Measured:
 def redis_killed(run: Run, stack: ExitStack) -> Measured:
     shop, redis = shop_start(run, stack, name="redis_killed")
     traffic = new_traffic(run, shop)
-    port = int(shop.server.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    port = urlsplit(shop.server.env["REDIS_URL"]).port
 
     def restart():
         again, _ = start_redis(run.log("redis_killed-redis"), port=port)
