@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops lock test serve lint migrate bench loadtest loadtest-ui synth checkov clean
+.PHONY: run ops lock test serve lint migrate bench chaos loadtest loadtest-ui synth checkov clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ serve: $(VENV)/.base
 bench: $(VENV)/.base
 	@command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
 	$(PY) bench/run.py
+
+## chaos: each fault (database frozen/dropped/slow/reset/refused, Redis killed/frozen, stalled clients, killed
+## worker, 4x overload) against gunicorn + PostgreSQL + Redis; one table (docs/chaos.md). CHAOS_ARGS: --only, --scale
+chaos: $(VENV)/.base
+	@command -v redis-server >/dev/null || apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }
+	$(PY) -m chaos $(CHAOS_ARGS)
 
 # Load tests (README: Load tests). A local HOST gets its own gunicorn on DATABASE_URL/REDIS_URL; LOCUST_ARGS go to locust.
 TIME_SCALE ?= 1.0
