@@ -22,9 +22,10 @@ from pathlib import Path
 CLIENT_TIMEOUT = 10
 # Longer than gunicorn's 20 s worker timeout, shorter than CloudFront's 30 s origin read timeout.
 UPSTREAM_READ_TIMEOUT = 25
-# Requests nginx lets wait for or be in one of gunicorn's threads, per thread. Measured by bench/shedding.py: at
-# 4x the checkout capacity, 2 per thread kept the admitted checkouts' p99 under 1 s (docs/serving.md).
-IN_FLIGHT_PER_THREAD = 2
+# Requests nginx lets be at gunicorn at once, per gunicorn thread: a queue inside gunicorn adds latency, not
+# throughput, once every thread is busy. Measured by bench/shedding.py at 4x the checkout capacity: 1 per thread
+# kept the admitted p99 at 856 ms where 2 gave 1,335 ms (docs/serving.md).
+IN_FLIGHT_PER_THREAD = 1
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 _PLACEHOLDER = re.compile(r"\{\{([a-z_]+)\}\}")
