@@ -306,3 +306,18 @@ def test_the_fronts_body_limit_is_the_apps():
     assert "max_conns=32 " in rendered and "{{" not in rendered
     assert f"client_header_timeout {nginx.CLIENT_TIMEOUT}s;" in rendered
     assert f"client_body_timeout {nginx.CLIENT_TIMEOUT}s;" in rendered
+
+
+def test_the_front_sits_inside_the_timeout_chain():
+    production = settings.OPSINFRA["ENVIRONMENTS"]["production"]
+    rendered = nginx.render(
+        nginx.FrontConfig(
+            listen="8000", upstream="unix:/s", run_dir="/r", log_dir="/l", body_max_bytes=1, max_in_flight=1
+        )
+    )
+    keepalive = int(rendered.split("keepalive_timeout ")[1].split("s;")[0])
+
+    # gunicorn gives up on a request before nginx gives up on gunicorn, and nginx before CloudFront gives up on it
+    assert production["gunicorn_timeout"] < nginx.UPSTREAM_READ_TIMEOUT < production["origin_read_timeout"]
+    # the ALB closes an idle connection to nginx before nginx would, so it never reuses one nginx has closed
+    assert nginx.CLIENT_TIMEOUT < production["alb_idle_timeout"] < keepalive
