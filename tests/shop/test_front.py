@@ -293,6 +293,18 @@ def test_requests_beyond_the_in_flight_limit_are_shed_at_once(needs_nginx, needs
     assert held_status == b"200"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_gunicorn_is_answered_upstream_unavailable_not_overloaded(needs_nginx, needs_postgres, needs_redis):
+    with running_front() as pair:
+        pair.gunicorn.terminate()
+        pair.gunicorn.wait(timeout=40)
+
+        status, headers, body = exchange(address(pair), request("GET", "/api/products"))
+
+    assert_error(status, headers, body, 503, "upstream_unavailable")
+    assert headers["Retry-After"] == "5"
+
+
 def test_the_fronts_body_limit_is_the_apps():
     assert BODY_MAX_BYTES == settings.REQUEST_BODY_MAX_BYTES == settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     config = nginx.FrontConfig(
