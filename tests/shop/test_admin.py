@@ -54,6 +54,9 @@ def test_a_locked_user_name_is_locked_from_another_address_too(client, staff, se
 
 @pytest.fixture
 def reload_urls(settings):
+    """shop.urls rebuilt with other admin settings, and rebuilt with the original ones afterwards."""
+    original = {name: getattr(settings, name) for name in ("ADMIN_ENABLED", "ADMIN_PATH")}
+
     def reload(**values):
         for name, value in values.items():
             setattr(settings, name, value)
@@ -61,8 +64,7 @@ def reload_urls(settings):
         clear_url_caches()
 
     yield reload
-    importlib.reload(shop.urls)
-    clear_url_caches()
+    reload(**original)
 
 
 def test_the_admin_can_be_switched_off(client, staff, reload_urls):

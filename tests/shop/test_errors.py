@@ -25,9 +25,10 @@ def log_output():
     """What the configured stdout handler (its filters included) writes while the test runs."""
     handler = next(h for h in logging.getLogger().handlers if any(isinstance(f, ClientErrorFilter) for f in h.filters))
     stream = io.StringIO()
-    previous = handler.setStream(stream)
+    # Not setStream(): it flushes the old stream, which pytest's capture may already have closed.
+    previous, handler.stream = handler.stream, stream
     yield stream
-    handler.setStream(previous)
+    handler.stream = previous
 
 
 def test_an_unknown_api_path_is_a_json_404(client):
