@@ -236,7 +236,7 @@ def row(name: str, s: Summary) -> str:
     return (
         f"{name:<22} {s.sent:>7} {s.admitted:>7} {s.admitted_per_s:>8} {s.admitted_p50_ms:>7} {s.admitted_p99_ms:>8} "
         f"{s.admitted_max_ms:>8} {s.shed:>7} {s.shed_p50_ms:>7} {s.shed_p99_ms:>7} {s.shed_max_ms:>7} "
-        f"{s.timeouts:>5} {json.dumps(s.other) if s.other else ''}"
+        f"{s.shed_served_p99_ms:>7} {s.timeouts:>5} {json.dumps(s.other) if s.other else ''}"
     )
 
 
