@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops lock test serve lint migrate bench chaos loadtest loadtest-ui synth checkov clean
+.PHONY: run ops lock test serve nginx lint migrate bench bench-shed chaos loadtest loadtest-ui synth checkov clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,11 +50,21 @@ run: $(VENV)/.base
 test: $(VENV)/.dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## serve: production-like: DEBUG off, collectstatic, gunicorn on 127.0.0.1:$(PORT) with DATABASE_URL/REDIS_URL
-serve: $(VENV)/.base
+## serve: production-like: DEBUG off, collectstatic, nginx on 127.0.0.1:$(PORT) in front of gunicorn on a unix socket
+## (docs/serving.md); nginx's run directory and logs are .shop/serve/
+serve: $(VENV)/.base nginx
 	DJANGO_DEBUG=0 $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --noinput --verbosity 0
-	DJANGO_DEBUG=0 PORT=$(PORT) $(VENV)/bin/gunicorn --config shop/gunicorn.conf.py
+	DJANGO_DEBUG=0 PORT=$(PORT) TRUSTED_PROXY_COUNT=$${TRUSTED_PROXY_COUNT:-1} $(PY) -m shop.nginx serve
+
+## nginx: install Debian's nginx when it is missing (the front of make serve and tests/shop/test_front.py); only
+## the binary is used: make serve runs its own nginx process, never the system's service
+nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update && apt-get install -y nginx; }
+
+## bench-shed: load shedding at 4x the checkout capacity through nginx (bench/shedding.py, docs/serving.md)
+bench-shed: $(VENV)/.base nginx
+	$(PY) bench/shedding.py
 
 ## bench: wrk against gunicorn + PostgreSQL + Redis beside the floor app; QUICK=1 for a short run (see README)
 bench: $(VENV)/.base

@@ -11,6 +11,8 @@ THROTTLED = "throttled"
 STOCK_MISMATCH = "stock_mismatch"
 BAD_RESPONSE = "bad_response"
 REPLAY_MISMATCH = "replay_mismatch"
+# A 503 "overloaded" from the nginx front (with Retry-After): load refused on purpose, at once, not a failure.
+SHED = "shed"
 # The "5xx + timeout" rate the run is judged on: the server failed or never answered.
 FATAL_KINDS = frozenset({TIMEOUT, CONNECTION, SERVER_ERROR})
 
@@ -21,6 +23,7 @@ IN_STOCK_409 = "in_stock_409"
 # A 409 insufficient_stock whose stock was not read back (bots never check; a shopper's read failed).
 UNVERIFIED_409 = "unverified_409"
 RATE_LIMITED = "rate_limited"
+OVERLOADED = "overloaded"
 REJECTED = "rejected"
 FAILED = "failed"
 NO_ANSWER = "no_answer"
@@ -32,6 +35,7 @@ OUTCOME_STATUS = {
     IN_STOCK_409: "409",
     UNVERIFIED_409: "409",
     RATE_LIMITED: "429",
+    OVERLOADED: "503 overloaded",
     REJECTED: "other 4xx",
     FAILED: "5xx",
     NO_ANSWER: "no answer",
@@ -80,6 +84,8 @@ def checkout_outcome(
         return SOLD_OUT if stock < quantity else IN_STOCK_409
     if status == 429:
         return RATE_LIMITED
+    if status == 503 and code == "overloaded":
+        return OVERLOADED
     if not status:
         return NO_ANSWER
     if status >= 500:

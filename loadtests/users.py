@@ -212,6 +212,8 @@ def judge_shopper_checkout(response, outcome: str, answer: dict, stock: int | No
         fail(response, outcomes.STOCK_MISMATCH, f"409 insufficient_stock while the inventory shows {stock}")
     elif outcome == outcomes.RATE_LIMITED:
         fail(response, outcomes.THROTTLED, "429 for a shopper: only bots sharing a session should be limited")
+    elif outcome == outcomes.OVERLOADED:
+        fail(response, outcomes.SHED, "503 overloaded: shed by the front")
     elif outcome == outcomes.REJECTED:
         fail(response, outcomes.CLIENT_ERROR, f"{status} {answer.get('code')}: {answer.get('detail')}")
     # 5xx and no answer: locust's own verdict (a failure) stands, and the kind comes from the status/exception.
@@ -276,3 +278,5 @@ class Bot(FastHttpUser):
                 response.success()
             elif outcome == outcomes.REJECTED:
                 fail(response, outcomes.CLIENT_ERROR, f"{response.status_code} {answer.get('code')}")
+            elif outcome == outcomes.OVERLOADED:
+                fail(response, outcomes.SHED, "503 overloaded: shed by the front")

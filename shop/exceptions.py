@@ -1,11 +1,17 @@
-"""Domain exceptions and their one mapping to HTTP, used by DRF for every API view."""
+"""Domain exceptions and their one mapping to HTTP: DRF's handler for every API view, Django's error handlers for
+what fails before or outside a view. Under /api/ every refusal is JSON {"code", "detail"}; pages keep Django's.
+"""
 
+import logging
+
+from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
+from django.views import defaults
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler, set_rollback
 
-from shop.middleware import DB_RETRY_AFTER_SECONDS
+from shop.middleware import API_PREFIX, DB_RETRY_AFTER_SECONDS, body_too_large_response, json_error
 
 
 class DomainError(Exception):
@@ -35,6 +41,8 @@ def api_exception_handler(exc, context):
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(DB_RETRY_AFTER_SECONDS)},
         )
+    if isinstance(exc, RequestDataTooBig):
+        return body_too_large_response()
     response = exception_handler(exc, context)
     if response is not None:
         detail = response.data
@@ -44,3 +52,49 @@ def api_exception_handler(exc, context):
         else:
             response.data = {"code": code, "detail": "Invalid request.", "errors": detail}
     return response
+
+
+def _is_api(request) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
+def bad_request(request, exception):
+    """handler400: a bad Host, a body Django refused (RequestDataTooBig), any SuspiciousOperation."""
+    if not _is_api(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return body_too_large_response()
+    return json_error(400, "bad_request", "The request is malformed or names a host this shop does not serve.")
+
+
+def permission_denied(request, exception):
+    if not _is_api(request):
+        return defaults.permission_denied(request, exception)
+    return json_error(403, "permission_denied", "You do not have permission to perform this action.")
+
+
+def page_not_found(request, exception):
+    if not _is_api(request):
+        return defaults.page_not_found(request, exception)
+    return json_error(404, "not_found", "No API endpoint at this path.")
+
+
+def server_error(request):
+    if not _is_api(request):
+        return defaults.server_error(request)
+    return json_error(500, "server_error", "The server failed to answer; the error is logged.")
+
+
+class ClientErrorFilter(logging.Filter):
+    """A refused client request (status below 500) is one warning line, never a traceback.
+
+    Django logs each SuspiciousOperation (a bad Host, a body over the limit) at ERROR with its traceback; a client
+    can send those as fast as it likes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "status_code", 500) < 500:
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

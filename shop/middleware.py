@@ -1,8 +1,10 @@
-"""Request logging and the answer a request gets when the database does not answer in time."""
+"""Request logging, the limits a request's body must keep, and the JSON answers the shop gives when it refuses one
+or when the database does not answer in time."""
 
 import logging
 import time
 
+from django.conf import settings
 from django.contrib.messages.middleware import MessageMiddleware
 from django.db import OperationalError
 from django.http import JsonResponse
@@ -15,6 +17,15 @@ db_log = logging.getLogger("shop.db")
 
 DB_RETRY_AFTER_SECONDS = 5
 API_PREFIX = "/api/"
+
+
+def json_error(status: int, code: str, detail: str, *, retry_after: int | None = None) -> JsonResponse:
+    """The one shape of every refusal under /api/: {"code", "detail"}, never cached."""
+    response = JsonResponse({"code": code, "detail": detail}, status=status)
+    response["Cache-Control"] = "no-store"
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 def request_id(request) -> str:
@@ -67,13 +78,41 @@ class DatabaseUnavailableMiddleware:
 
 
 def database_unavailable_response() -> JsonResponse:
-    response = JsonResponse(
-        {"code": "database_unavailable", "detail": "The database did not answer in time; retry shortly."},
-        status=503,
+    return json_error(
+        503,
+        "database_unavailable",
+        "The database did not answer in time; retry shortly.",
+        retry_after=DB_RETRY_AFTER_SECONDS,
     )
-    response["Retry-After"] = str(DB_RETRY_AFTER_SECONDS)
-    response["Cache-Control"] = "no-store"
-    return response
+
+
+class RequestBodyLimitMiddleware:
+    """Refuses a body the shop will not read, before anything reads it.
+
+    Over DATA_UPLOAD_MAX_MEMORY_SIZE by its Content-Length: 413. A body without a length (Transfer-Encoding:
+    chunked): 411, because Django reads CONTENT_LENGTH bytes and would otherwise see an empty body. Behind nginx
+    neither reaches the app: nginx reads chunked bodies whole and forwards them with a Content-Length, and refuses
+    an oversized one with the same 413.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        meta = request.META
+        if meta.get("HTTP_TRANSFER_ENCODING", "identity").lower() != "identity":
+            return json_error(411, "length_required", "Send the body with a Content-Length.")
+        try:
+            too_big = int(meta.get("CONTENT_LENGTH") or 0) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        except ValueError:
+            return json_error(400, "bad_request", "Content-Length is not a number.")
+        if too_big:
+            return body_too_large_response()
+        return self.get_response(request)
+
+
+def body_too_large_response() -> JsonResponse:
+    return json_error(413, "body_too_large", f"The request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
 
 
 class PageMessageMiddleware(MessageMiddleware):

@@ -1,6 +1,7 @@
 """Settings for the shop. The only module that reads the environment (through shop.env)."""
 
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -54,6 +56,7 @@ MIDDLEWARE = [
     "shop.health.HealthMiddleware",
     "shop.middleware.RequestLogMiddleware",
     "shop.middleware.DatabaseUnavailableMiddleware",
+    "shop.middleware.RequestBodyLimitMiddleware",
     # Product GETs (mostly cache hits) are answered here, before the session/auth/messages/CSRF work below.
     "catalog.middleware.ProductCacheMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -64,6 +67,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "shop.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers the admin login with 429 once a client or a user name has failed AXES_FAILURE_LIMIT times.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "shop.urls"
@@ -158,7 +163,26 @@ RATELIMIT_ALLOW_IPS = env.items("RATELIMIT_ALLOW_IPS")
 # Units of one product a single checkout may buy; larger quantities get 400.
 CHECKOUT_MAX_QUANTITY_PER_LINE = env.integer("CHECKOUT_MAX_QUANTITY_PER_LINE", 10)
 
+# --- Admin ----------------------------------------------------------------------------------------------
+# Off, or at a path of your choosing, in production (shop.urls); the models stay installed either way.
+ADMIN_ENABLED = env.flag("DJANGO_ADMIN_ENABLED", True)
+ADMIN_PATH = (env.text("DJANGO_ADMIN_PATH", "admin/").strip("/") or "admin") + "/"
+# django-axes: after 5 wrong passwords from one client address, or for one user name, that client or name gets
+# 429 for 15 minutes (the attempts are rows in PostgreSQL, so the throttle holds while Redis is away).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+# The client address as the rate limits see it (TRUSTED_PROXY_COUNT), not the last proxy's.
+AXES_CLIENT_IP_CALLABLE = "checkout.ratelimit.client_ip"
+
 # --- HTTP ---------------------------------------------------------------------------------------------
+# The largest request body the shop reads: a bigger Content-Length is refused with 413 before the body is read
+# (shop.middleware), and nginx's client_max_body_size is rendered from the same number (shop/nginx).
+REQUEST_BODY_MAX_BYTES = 262_144
+DATA_UPLOAD_MAX_MEMORY_SIZE = REQUEST_BODY_MAX_BYTES
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -205,7 +229,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "shop.logs.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+    "filters": {"client_errors": {"()": "shop.exceptions.ClientErrorFilter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+            "filters": ["client_errors"],
+        }
+    },
     "root": {"handlers": ["stdout"], "level": env.text("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }

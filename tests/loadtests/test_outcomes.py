@@ -16,6 +16,7 @@ from loadtests import outcomes
         (429, "rate_limited", [], None, outcomes.RATE_LIMITED),
         (401, "session_invalid", [], None, outcomes.REJECTED),
         (503, "database_unavailable", [], None, outcomes.FAILED),
+        (503, "overloaded", [], None, outcomes.OVERLOADED),
         (0, None, [], None, outcomes.NO_ANSWER),
     ],
 )
@@ -38,6 +39,7 @@ def test_checkout_outcome_a_409_is_only_sold_out_when_the_stock_says_so(status, 
         (404, RuntimeError("404"), {}, outcomes.CLIENT_ERROR),
         (409, RuntimeError("409"), {"error_kind": outcomes.STOCK_MISMATCH}, outcomes.STOCK_MISMATCH),
         (201, RuntimeError("no order id"), {}, outcomes.BAD_RESPONSE),
+        (503, RuntimeError("503"), {"error_kind": outcomes.SHED}, outcomes.SHED),
     ],
 )
 def test_error_kind_classifies_failed_requests(status, exception, context, expected):

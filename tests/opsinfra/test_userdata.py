@@ -113,7 +113,7 @@ def test_userdata_helper_scripts_compile():
     config = json.loads(
         userdata.inline_files(userdata.read("cloudwatch-agent.json")).replace("{{", "").replace("}}", "")
     )
-    assert len(config["logs"]["logs_collected"]["files"]["collect_list"]) == 2
+    assert len(config["logs"]["logs_collected"]["files"]["collect_list"]) == 4
 
 
 @pytest.fixture
@@ -175,7 +175,7 @@ def test_userdata_first_boot_installs_writes_units_and_starts_the_release_unit(i
     # then
     assert done.returncode == 0, done.stderr
     steps = box.steps()
-    assert steps[0] == "dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent"
+    assert steps[0] == "dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent nginx"
     assert "useradd --system --home-dir /opt/shop --no-create-home --shell /sbin/nologin shop" in steps
     assert steps[-3:] == [
         "systemctl daemon-reload",
@@ -187,7 +187,9 @@ def test_userdata_first_boot_installs_writes_units_and_starts_the_release_unit(i
     assert f"DATABASE_URL=postgres://{VALUES['ProxyEndpoint']}:5432/shop\n" in app_env
     assert "DATABASE_PROXY=rds\n" in app_env
     assert f"REDIS_URL=rediss://{VALUES['CacheEndpoint']}:6379/0\n" in app_env
-    assert "TRUSTED_PROXY_COUNT=2\n" in app_env
+    # CloudFront, the ALB and nginx each append one address to X-Forwarded-For.
+    assert "TRUSTED_PROXY_COUNT=3\n" in app_env
+    assert "GUNICORN_BIND" not in app_env and "GUNICORN_FORWARDED_ALLOW_IPS" not in app_env
     assert f"APP_SECRET_ARN={VALUES['AppSecretArn']}\n" in app_env
     assert f"DB_SECRET_ARN={VALUES['DbSecretArn']}\n" in app_env
     # ARNs only: no secret value, and the master secret is not in the app's environment.
@@ -197,6 +199,10 @@ def test_userdata_first_boot_installs_writes_units_and_starts_the_release_unit(i
     assert "User=shop\n" in service
     assert "--config shop/gunicorn.conf.py" in service
     assert "EnvironmentFile=/etc/shop/release.env" in service
+    assert "--bind unix:/run/shop/gunicorn.sock" in service and "RuntimeDirectory=shop\n" in service
+    front = (box.root / "etc/systemd/system/shop-nginx.service").read_text()
+    assert 'ExecStart=/usr/sbin/nginx -c /etc/shop/nginx.conf -g "daemon off;"' in front
+    assert "Nice=-5" in front and "RuntimeDirectory=shop-nginx\n" in front
     release_unit = (box.root / "etc/systemd/system/shop-release.service").read_text()
     assert "WantedBy=multi-user.target" in release_unit and "Type=oneshot" in release_unit
     agent = json.loads((box.root / "opt/aws/amazon-cloudwatch-agent/etc/shop.json").read_text())
@@ -228,9 +234,13 @@ def test_userdata_every_boot_switches_release_then_completes_lifecycle(instance)
         f"venv-python {release_dir}/manage.py collectstatic --noinput --verbosity 0",
         f"venv-python -m compileall -q {release_dir}",
         "systemctl restart shop.service",
+        "venv-python -m shop.nginx render --listen 8000 --upstream unix:/run/shop/gunicorn.sock --run-dir "
+        "/run/shop-nginx --log-dir /var/log/shop --workers 4 --threads 4 --user nginx",
+        "systemctl reload-or-restart shop-nginx.service",
     ]
     for step, want in zip(steps, expected, strict=False):
         assert step.startswith(want), (step, want)
+    assert (box.root / "etc/shop/nginx.conf").exists()
     assert "curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:8000/health" in steps
     assert steps[-1] == (
         f"aws autoscaling complete-lifecycle-action --region us-east-1 --lifecycle-hook-name shop-launch "
@@ -253,6 +263,7 @@ def test_userdata_boot_with_the_current_release_only_starts_the_app(instance):
     steps = box.steps()
     assert not any(step.startswith(("aws s3 cp", "python3.11")) for step in steps)
     assert "systemctl start shop.service" in steps
+    assert "systemctl reload-or-restart shop-nginx.service" in steps
     assert steps[-1].endswith("--lifecycle-action-result CONTINUE")
 
 

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Every boot (shop-release.service): install the release named in the SSM parameter when it is not the current
-# one, start gunicorn, wait for /health, then complete the launch lifecycle action. The hook fires when an
+# one, start gunicorn and nginx in front of it, wait for /health through nginx, then complete the launch
+# lifecycle action. The hook fires when an
 # instance first boots into the warm pool and again when it leaves it, so a warmed instance comes back with
 # the current release, not the one it first booted with.
 # `shop-release install VERSION BUNDLE` only installs a release (shop-migrate does, before any instance switches).
@@ -73,6 +74,21 @@ switch_to() {
   done
 }
 
+write_front_config() {
+  # nginx's config comes from the release (shop/nginx), sized for app.env's workers and threads.
+  (
+    set -a
+    # shellcheck source=/dev/null
+    . "$root/etc/shop/app.env"
+    set +a
+    cd "$current_link"
+    venv/bin/python -m shop.nginx render --listen "$SHOP_APP_PORT" --upstream unix:/run/shop/gunicorn.sock \
+      --run-dir /run/shop-nginx --log-dir /var/log/shop --workers "$GUNICORN_WORKERS" \
+      --threads "$GUNICORN_THREADS" --user nginx
+  ) > "$root/etc/shop/nginx.conf.new"
+  mv "$root/etc/shop/nginx.conf.new" "$root/etc/shop/nginx.conf"
+}
+
 wait_for_health() {
   local deadline=$((SECONDS + SHOP_BOOT_TIMEOUT))
   while ((SECONDS < deadline)); do
@@ -123,6 +139,8 @@ main() {
     log "release $version is current"
     systemctl start shop.service
   fi
+  write_front_config
+  systemctl reload-or-restart shop-nginx.service
   if wait_for_health; then
     log "release $version answers /health"
     complete_lifecycle CONTINUE

@@ -6,8 +6,9 @@ set -euo pipefail
 # Empty on an instance; the tests run the script under a scratch directory.
 root="${SHOP_ROOT:-}"
 
-# Amazon Linux 2023's python3 is 3.9, too old for Django 5.2.
-dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent
+# Amazon Linux 2023's python3 is 3.9, too old for Django 5.2. nginx is the front (shop-nginx.service): only its
+# binary is used, with the release's config (shop/nginx), never the package's nginx.service.
+dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent nginx
 
 if ! id shop >/dev/null 2>&1; then
   useradd --system --home-dir /opt/shop --no-create-home --shell /sbin/nologin shop
@@ -36,12 +37,9 @@ DB_SECRET_ARN={{DbSecretArn}}
 DATABASE_URL=postgres://{{ProxyEndpoint}}:5432/{{DatabaseName}}
 DATABASE_PROXY=rds
 REDIS_URL=rediss://{{CacheEndpoint}}:6379/0
-TRUSTED_PROXY_COUNT=2
-PORT={{AppPort}}
-GUNICORN_BIND=0.0.0.0
+TRUSTED_PROXY_COUNT=3
 GUNICORN_WORKERS={{GunicornWorkers}}
 GUNICORN_THREADS={{GunicornThreads}}
-GUNICORN_FORWARDED_ALLOW_IPS=*
 SHOP_EOF
 
 cat > "$root/etc/shop/migrate.env" <<'SHOP_EOF'
@@ -67,6 +65,9 @@ cat > "$root/etc/systemd/system/shop.service" <<'SHOP_EOF'
 SHOP_EOF
 cat > "$root/etc/systemd/system/shop-release.service" <<'SHOP_EOF'
 {{File:shop-release.service}}
+SHOP_EOF
+cat > "$root/etc/systemd/system/shop-nginx.service" <<'SHOP_EOF'
+{{File:shop-nginx.service}}
 SHOP_EOF
 cat > "$root/etc/logrotate.d/shop" <<'SHOP_EOF'
 {{File:logrotate.conf}}
