@@ -44,13 +44,13 @@ def change_set_rows(out: str) -> set[str]:
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_deploy_real_bootstrap_then_app_stack(aws_env, outputs_dir, env):
-    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
     assert change_set_rows(out) == resources_of("bootstrap", env)
     bootstrap = json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())
     assert BOOTSTRAP_OUTPUTS <= set(bootstrap)
 
-    out, _ = run("deploy_stack", "--stack", "app", "--env", env, "--no-input")
+    out, _ = run("deploy_stack", "--stack", "app", "--env", env, "--no-input", "--allow-wider-access")
 
     assert change_set_rows(out) == resources_of("app", env)
     name = f"shop-app-{env}"

@@ -31,7 +31,7 @@ def release_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def bucket(aws_env, small_stacks, outputs_dir):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     return json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())["ArtifactsBucketName"]
 
 
