@@ -60,7 +60,7 @@ class Command(OpsCommand):
         options["overrides"] = key_values(options["parameter"], "--parameter")
         options["tags"] = key_values(options["tag"], "--tag")
         for option in ("changeset_name", "execute_changeset", "delete_changeset"):
-            if options[option]:
+            if options[option] and not options[option].startswith("arn:"):  # CloudFormation takes the id too
                 try:
                     changesets.changeset_name_check(options[option])
                 except OpsError as exc:
