@@ -161,7 +161,9 @@ def test_deploy_streams_each_resource_with_progress_and_turns_on_protection(scri
     )
     s.stack("CREATE_COMPLETE", outputs={"ArtifactsBucketName": "shop-artifacts"})
 
-    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", "--termination-protection")
+    out, _ = run(
+        "deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", "--termination-protection"
+    )
 
     lines = out.splitlines()
     assert "[0/2] 01:00:02  ArtifactsBucket  CREATE_IN_PROGRESS" in lines
@@ -214,7 +216,9 @@ def test_deploy_failure_report_lists_cause_before_cancellations(script, outputs_
     out, err = StringIO(), StringIO()
 
     with pytest.raises(CommandError):
-        call_command("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", stdout=out, stderr=err)
+        call_command(
+            "deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", stdout=out, stderr=err
+        )
 
     report = err.getvalue()
     assert (
@@ -355,6 +359,15 @@ def test_deploy_create_past_timeout_is_not_cancelled_and_says_it_goes_on(script)
     s.poll("CREATE_IN_PROGRESS")
 
     with pytest.raises(CommandError, match=r"did not finish within 0\.03 minutes"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", "--timeout", "0.03", "--disable-rollback")
+        run(
+            "deploy_stack",
+            "--stack",
+            "bootstrap",
+            "--no-input",
+            "--allow-wider-access",
+            "--timeout",
+            "0.03",
+            "--disable-rollback",
+        )
 
     # No cancel_update_stack was stubbed: a create is never cancelled (Stubber fails any unexpected call).
