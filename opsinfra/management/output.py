@@ -19,3 +19,39 @@ def event_line(event) -> str:
     """time, logical id, status, reason: one stack event."""
     reason = f"  {event.reason}" if event.reason else ""
     return f"{event.timestamp:%H:%M:%S}  {event.logical_id}  {event.status}{reason}"
+
+
+def diff_lines(diff, change_set) -> list[str]:
+    """What a change set changes, under its table: parameters old → new, the properties of each modified resource,
+    and the IAM grants and security-group rules that come or go."""
+    from opsinfra.services.diff import shown
+
+    lines: list[str] = []
+    if diff.parameters:
+        lines.append("Parameters:")
+        width = max(len(change.name) for change in diff.parameters)
+        for change in diff.parameters:
+            lines.append(f"  {change.name.ljust(width)}  {_value(change.old)} → {_value(change.new)}")
+    modified = [change for change in change_set.changes if change.action == "Modify"]
+    if modified:
+        lines.append("Properties:")
+        for change in sorted(modified, key=lambda change: change.logical_id):
+            lines.append(f"  {change.logical_id} ({change.resource_type})")
+            properties = diff.properties.get(change.logical_id, ())
+            for item in properties:
+                lines.append(f"    {item.path}: {shown(item.old)} → {shown(item.new)}")
+            if not properties:
+                lines.append("    no property of its own: it takes a value from a resource that changes")
+    if diff.access:
+        lines.append("Access (IAM and security groups):")
+        for change in diff.access:
+            sign = "+" if change.added else "-"
+            mark = "  [widens access]" if change.widens else ""
+            lines.append(f"  {sign} {change.logical_id} {change.kind}: {change.text}{mark}")
+    return lines
+
+
+def _value(value: str | None) -> str:
+    if value is None:
+        return "(none)"
+    return value if value else '""'

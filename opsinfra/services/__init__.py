@@ -2,7 +2,8 @@
 
 stacks      read stacks, their outputs, and the outputs files other commands use
 templates   synthesize, lint and size a template; upload a large one
-changesets  create, wait for, describe and delete change sets
+changesets  create, wait for, describe and delete change sets; read a stack's or a change set's template
+diff        what a deploy changes: parameters, properties, IAM grants and security-group rules (pure)
 events      follow a stack operation's events until it ends
 deploy      plan and apply a stack deploy, and the recovery of stuck stacks
 destroy     delete a stack and say what survives

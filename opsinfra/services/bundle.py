@@ -35,7 +35,7 @@ def _git(*args: str) -> str:
             check=True,
         )
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise ReleaseError(f"git {' '.join(args)} failed: pass --version to name the release.") from exc
+        raise ReleaseError(f"git {' '.join(args)} failed: pass --release to name the release.") from exc
     return done.stdout
 
 
@@ -48,7 +48,7 @@ def release_version(version: str | None = None) -> str:
     described = _git("describe", "--tags", "--always", "--dirty").strip()
     if described.endswith("-dirty"):
         raise ReleaseError(
-            "The work tree has uncommitted changes, so git cannot name this release: commit them, or pass --version."
+            "The work tree has uncommitted changes, so git cannot name this release: commit them, or pass --release."
         )
     return described
 

@@ -1,8 +1,9 @@
 """Change sets: create one, wait until CloudFormation has computed it, read it whole, delete it."""
 
+import json
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from opsinfra import aws
@@ -47,6 +48,7 @@ class ChangeSet:
     execution_status: str
     reason: str
     changes: tuple[ResourceChange, ...]
+    parameters: dict[str, str] = field(default_factory=dict)  # as CloudFormation resolved them for this change set
 
     @property
     def empty(self) -> bool:
@@ -135,7 +137,27 @@ def changeset_describe(*, cfn, change_set_id: str, stack_name: str) -> ChangeSet
         execution_status=first.get("ExecutionStatus", ""),
         reason=first.get("StatusReason", ""),
         changes=changes,
+        parameters={item["ParameterKey"]: item.get("ParameterValue", "") for item in first.get("Parameters") or []},
     )
+
+
+def template_read(*, cfn, stack_name: str, change_set_name: str | None = None) -> dict:
+    """The template a stack runs (or a change set would run), as CloudFormation holds it."""
+    request = {"StackName": stack_name, "TemplateStage": "Original"}
+    if change_set_name:
+        request["ChangeSetName"] = change_set_name
+    try:
+        body = cfn.get_template(**request)["TemplateBody"]
+    except aws.aws_errors() as exc:
+        raise aws.call_failed(f"read the template of {change_set_name or stack_name}", exc) from exc
+    if isinstance(body, dict):  # botocore hands a JSON template over already parsed
+        return body
+    try:
+        return json.loads(body)
+    except ValueError:
+        from cfnlint.decode.cfn_yaml import loads  # a template deployed as YAML, with its short forms
+
+        return loads(body)
 
 
 def changeset_delete(*, cfn, change_set_id: str, stack_name: str) -> None:

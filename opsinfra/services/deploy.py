@@ -1,5 +1,6 @@
 """Deploying a stack: resolve the target, plan a change set, execute it, and recover stacks that are stuck."""
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ from opsinfra import aws
 from opsinfra.errors import DeployFailed, OpsError, StackNotFound, StackStuck, TemplateRejected
 from opsinfra.services import changesets, events, stacks, templates
 from opsinfra.services.changesets import ChangeSet
+from opsinfra.services.diff import StackDiff, stack_diff
 from opsinfra.services.events import Outcome
 
 EDGE_PARAMETERS = {"EdgeWebAclArn", "EdgeCertificateArn"}
@@ -126,6 +128,7 @@ class Plan:
     template_url: str | None
     template_size: int
     parameters: tuple[dict, ...] = ()
+    diff: StackDiff | None = None  # what changes, from the deployed template to the change set's
 
     @property
     def up_to_date(self) -> bool:
@@ -201,6 +204,53 @@ def parameters_resolve(
     return result
 
 
+def parameter_problem(*, name: str, spec: dict, value: str) -> str | None:
+    """Why CloudFormation would refuse `value` for the parameter declared as `spec`, in one sentence; else None."""
+    kind = spec.get("Type", "String")
+    items = value.split(",") if kind == "CommaDelimitedList" or kind.startswith("List<") else [value]
+    because = f" ({spec['ConstraintDescription']})" if spec.get("ConstraintDescription") else ""
+    for item in items:
+        allowed = [str(choice) for choice in spec.get("AllowedValues", [])]
+        if allowed and item not in allowed:
+            return f"{name}={value} is not allowed: it takes {' or '.join(allowed)}{because}."
+        pattern = spec.get("AllowedPattern")
+        if pattern and not re.fullmatch(pattern, item):
+            return f"{name}={value} does not match the pattern {pattern}{because}."
+        if kind in {"Number", "List<Number>"}:
+            try:
+                number = float(item)
+            except ValueError:
+                return f"{name}={value} is not a number."
+            if "MinValue" in spec and number < float(spec["MinValue"]):
+                return f"{name}={value} is under its minimum of {spec['MinValue']}{because}."
+            if "MaxValue" in spec and number > float(spec["MaxValue"]):
+                return f"{name}={value} is over its maximum of {spec['MaxValue']}{because}."
+    if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+        return f"{name}={value} is shorter than {spec['MinLength']} characters{because}."
+    if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+        return f"{name}={value} is longer than {spec['MaxLength']} characters{because}."
+    return None
+
+
+def deploy_prepare(*, target: Target, overrides: dict[str, str]) -> templates.Template:
+    """Synthesize and lint the template and check the --parameter values against it: everything that can be refused
+    before any AWS call (credentials included) is refused here."""
+    template = templates.template_synthesize(stack=target.stack, stack_settings=target.settings)
+    declared = template.parameters
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise TemplateRejected(
+            f"--parameter {unknown[0]} is not a parameter of the {template.stack} template "
+            f"(it has: {', '.join(sorted(declared)) or 'none'})."
+        )
+    for name, value in sorted(overrides.items()):
+        problem = parameter_problem(name=name, spec=declared[name], value=value)
+        if problem:
+            raise TemplateRejected(f"--parameter {problem} Nothing was sent to AWS.")
+    templates.template_check(template=template, region=target.region)
+    return template
+
+
 def stack_tags(*, target: Target, extra: dict[str, str]) -> list[dict]:
     project = getattr(target.settings, "project", "shop")
     tags = {"Project": project, "Environment": target.env, "Stack": target.stack, **extra}
@@ -215,14 +265,16 @@ def deploy_plan(
     tags: dict[str, str] | None = None,
     rollback_alarms: list[str] | None = None,
     change_set_name: str | None = None,
+    template: templates.Template | None = None,
 ) -> Plan:
-    """Synthesize and check the template, then create the change set and wait until it is computed.
+    """Create the change set for the template (deploy_prepare's, or synthesized and checked here) and wait until it
+    is computed, then compare the deployed template with the new one.
 
     Nothing is executed. An empty change set (no changes) is deleted and the Plan says the stack is up to date.
     """
     name = changesets.changeset_name_check(change_set_name) if change_set_name else changesets.changeset_name()
-    template = templates.template_synthesize(stack=target.stack, stack_settings=target.settings)
-    templates.template_check(template=template, region=target.region)
+    if template is None:
+        template = deploy_prepare(target=target, overrides=overrides or {})
     upstream = upstream_outputs(target=target, template=template)
     change_set_type = "UPDATE" if existing is not None and existing.status != "REVIEW_IN_PROGRESS" else "CREATE"
     parameters = parameters_resolve(
@@ -277,6 +329,24 @@ def deploy_plan(
         elif change_set.status == "FAILED":
             changesets.changeset_delete(cfn=cfn, change_set_id=change_set.id, stack_name=target.stack_name)
             raise DeployFailed(f"CloudFormation rejected the change set for {target.stack_name}: {change_set.reason}")
+    diff = None
+    if change_set is not None:
+        previous = existing.parameters if existing is not None else {}
+        values = {
+            item["ParameterKey"]: previous.get(item["ParameterKey"], "")
+            if item.get("UsePreviousValue")
+            else item["ParameterValue"]
+            for item in parameters
+        }
+        diff = deploy_diff(
+            cfn=cfn,
+            target=target,
+            change_set=change_set,
+            change_set_type=change_set_type,
+            existing=existing,
+            new_template=template.data,
+            new_parameters=values,
+        )
     return Plan(
         target=target,
         change_set_type=change_set_type,
@@ -284,11 +354,40 @@ def deploy_plan(
         template_url=template_url,
         template_size=template.size,
         parameters=tuple(parameters),
+        diff=diff,
     )
 
 
-def changeset_find(*, target: Target, name: str) -> tuple[ChangeSet, str]:
-    """A change set created earlier (--no-execute) and its type, ready to execute; else OpsError saying why not."""
+def deploy_diff(
+    *,
+    cfn,
+    target: Target,
+    change_set: ChangeSet,
+    change_set_type: str,
+    existing: stacks.StackState | None,
+    new_template: dict,
+    new_parameters: dict[str, str],
+) -> StackDiff:
+    """The deployed template and parameters against the change set's (nothing deployed yet for a CREATE)."""
+    updating = change_set_type == "UPDATE" and existing is not None
+    old_template = changesets.template_read(cfn=cfn, stack_name=existing.stack_id) if updating else None
+    stack_id = change_set.stack_id or (existing.stack_id if existing else "")
+    arn = stack_id.split(":")
+    context = {"AWS::Region": target.region, "AWS::StackName": target.stack_name}
+    if len(arn) > 4 and arn[4]:
+        context |= {"AWS::AccountId": arn[4], "AWS::StackId": stack_id}
+    return stack_diff(
+        old_template=old_template,
+        old_parameters=existing.parameters if updating else {},
+        new_template=new_template,
+        new_parameters=new_parameters,
+        context=context,
+    )
+
+
+def changeset_find(*, target: Target, name: str) -> Plan:
+    """A change set created earlier (--no-execute), ready to execute, with what it changes; else OpsError saying
+    why not."""
     cfn = aws.client("cloudformation", region=target.region)
     try:
         change_set = changesets.changeset_describe(cfn=cfn, change_set_id=name, stack_name=target.stack_name)
@@ -301,7 +400,25 @@ def changeset_find(*, target: Target, name: str) -> tuple[ChangeSet, str]:
         )
     state = stacks.stack_get(cfn=cfn, name=target.stack_name)
     change_set_type = "CREATE" if state is None or state.status == "REVIEW_IN_PROGRESS" else "UPDATE"
-    return change_set, change_set_type
+    diff = deploy_diff(
+        cfn=cfn,
+        target=target,
+        change_set=change_set,
+        change_set_type=change_set_type,
+        existing=state,
+        new_template=changesets.template_read(
+            cfn=cfn, stack_name=change_set.stack_id or target.stack_name, change_set_name=change_set.id
+        ),
+        new_parameters=change_set.parameters,
+    )
+    return Plan(
+        target=target,
+        change_set_type=change_set_type,
+        change_set=change_set,
+        template_url=None,
+        template_size=0,
+        diff=diff,
+    )
 
 
 # --- executing ------------------------------------------------------------------------------------------------------

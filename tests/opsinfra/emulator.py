@@ -7,6 +7,7 @@ Each patch names the gap it fills. None changes what a template says: resources 
 import argparse
 import json
 import logging
+import re
 import signal
 
 import pytest
@@ -14,6 +15,9 @@ import pytest
 
 def patch_moto(patcher: pytest.MonkeyPatch) -> None:
     _patch_moto_change_sets(patcher)
+    _patch_moto_resource_json(patcher)
+    _patch_moto_change_set_actions(patcher)
+    _patch_moto_change_set_templates(patcher)
     _patch_moto_missing_types(patcher)
     _patch_moto_rds_references(patcher)
     _patch_moto_elbv2_attributes(patcher)
@@ -24,7 +28,7 @@ def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
     """moto 5.2.5 executes a change set without re-reading the stack's template: the stack keeps no Outputs, its
     parameters stay those of the first change set, and a later identical update is not seen as empty. Finish the
     job the way CloudFormation does: template, parameters and outputs become the change set's."""
-    from moto.cloudformation.models import CloudFormationBackend
+    from moto.cloudformation.models import CloudFormationBackend, Stack
 
     original = CloudFormationBackend.execute_change_set
 
@@ -34,10 +38,226 @@ def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
         stack = self.stacks[change_set.stack_id]
         stack._parse_template()
         stack.description = stack.template_dict.get("Description")
-        stack.parameters = change_set.parameters
+        # CloudFormation records every declared parameter, a defaulted one too, so that passing the same values
+        # again is "no changes".
+        stack.parameters = {
+            name: change_set.parameters.get(name, spec.get("Default"))
+            for name, spec in stack.template_dict.get("Parameters", {}).items()
+            if name in change_set.parameters or spec.get("Default") is not None
+        }
         stack.output_map = stack._create_output_map()
 
     patcher.setattr(CloudFormationBackend, "execute_change_set", execute_change_set)
+
+    original_create = CloudFormationBackend.create_change_set
+
+    def create_change_set(
+        self, stack_name, change_set_name, template, parameters, description, change_set_type, *args, **kwargs
+    ):
+        # A CREATE for a stack still in REVIEW_IN_PROGRESS reuses it in CloudFormation; moto makes a second stack of
+        # the same name, and DescribeStacks goes on answering the first.
+        if change_set_type == "CREATE":
+            for stack_id, stack in list(self.stacks.items()):
+                if stack.name == stack_name and stack.status == "REVIEW_IN_PROGRESS":
+                    del self.stacks[stack_id]
+                    for key in [key for key, item in self.change_sets.items() if item.stack_id == stack_id]:
+                        del self.change_sets[key]
+        return original_create(
+            self, stack_name, change_set_name, template, parameters, description, change_set_type, *args, **kwargs
+        )
+
+    patcher.setattr(CloudFormationBackend, "create_change_set", create_change_set)
+
+    # UsePreviousValue reads stack_parameters, which moto fills with resolved values (a CommaDelimitedList as a
+    # list, an SSM parameter as the value it names) that it cannot take back as input; CloudFormation reuses the
+    # value as it was passed.
+    def stack_parameters(stack):
+        return {**stack.resource_map.resolved_parameters, **stack.parameters}
+
+    def parameter_list(stack):
+        hidden = set(stack.resource_map.no_echo_parameter_keys)
+        return [
+            {"ParameterKey": key, "ParameterValue": "****" if key in hidden else _as_given(value)}
+            for key, value in stack_parameters(stack).items()
+        ]
+
+    patcher.setattr(Stack, "stack_parameters", property(stack_parameters))
+    # DescribeStacks answers the parameters as they were passed too (an SSM-typed one as the name, not the AMI id).
+    patcher.setattr(Stack, "parameter_list", property(parameter_list))
+
+
+def _patch_moto_resource_json(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 adds `"Properties": {}` to the stack's own copy of a resource that has none (the app stack's
+    internet gateway) when it creates it, so every later change set lists that resource as modified."""
+    from moto.cloudformation import parsing
+
+    original = parsing.parse_resource
+
+    def parse_resource(resource_json, resources_map):
+        if "Properties" not in resource_json:
+            resource_json = {**resource_json, "Properties": {}}
+        return original(resource_json, resources_map)
+
+    patcher.setattr(parsing, "parse_resource", parse_resource)
+
+
+def _patch_moto_change_set_actions(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 lists a change set's resources from the template alone: a parameter change shows no resource, and
+    executing it updates every resource that names the parameter, also one whose Condition is false and which was
+    never created (the update then fails). Decide as CloudFormation does: a resource is added or removed when it or
+    its Condition comes or goes, and modified when its text or a parameter or condition it names changed."""
+    from moto.cloudformation import models, parsing
+
+    def diff(change_set):
+        actions = _resource_actions(change_set.stack.resource_map, change_set.template_dict, change_set.parameters)
+        return [
+            models.Change(action=action, logical_resource_id=name, resource_type=resource_type)
+            for action, names in actions.items()
+            for name, resource_type in names.items()
+        ]
+
+    def update(resource_map, template, parameters=None):
+        parameters = resource_map.input_parameters if parameters is None else parameters
+        actions = _resource_actions(resource_map, template, parameters)
+
+        def remove(name):
+            resource = resource_map._parsed_resources.get(name)
+            if resource is not None:
+                resource_map._delete_resource(resource, resource_map._resource_json_map[name])
+            resource_map._parsed_resources.pop(name, None)
+
+        _retry(actions["Remove"], remove)
+        resource_map._template = template
+        resource_map.input_parameters = parameters
+        resource_map.load_mapping()
+        resource_map.load_parameters()
+        resource_map.load_conditions()
+        resource_map._resource_json_map = template["Resources"]
+        for name in actions["Add"]:
+            resource_map._parsed_resources.pop(name, None)  # a resource whose Condition was false is cached as None
+        for name in actions["Add"]:
+            resource_map[name]  # creates it, unless it was created already as another's dependency
+
+        def modify(name):
+            changed = parsing.parse_and_update_resource(
+                name,
+                resource_map._resource_json_map[name],
+                resource_map,
+                account_id=resource_map._account_id,
+                region_name=resource_map._region_name,
+            )
+            resource_map._parsed_resources[name] = changed
+
+        _retry(actions["Modify"], modify)
+
+    patcher.setattr(models.ChangeSet, "diff", diff)
+    patcher.setattr(parsing.ResourceMap, "update", update)
+
+
+def _patch_moto_change_set_templates(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5's GetTemplate ignores ChangeSetName and answers the stack's template."""
+    from moto.cloudformation.responses import CloudFormationResponse
+    from moto.core.responses import ActionResult
+
+    original = CloudFormationResponse.get_template
+
+    def get_template(response):
+        name = response._get_param("ChangeSetName")
+        if not name:
+            return original(response)
+        change_set = response.cloudformation_backend.describe_change_set(name)
+        return ActionResult({"TemplateBody": change_set.template})
+
+    patcher.setattr(CloudFormationResponse, "get_template", get_template)
+
+
+def _retry(names, action) -> None:
+    """moto's way with dependencies: try each, then again those that failed, a few rounds."""
+    pending = list(names)
+    for _ in range(5):
+        failed, error = [], None
+        for name in pending:
+            try:
+                action(name)
+            except Exception as exc:  # a dependency not ready yet: tried again next round
+                failed.append(name)
+                error = exc
+        if not failed:
+            return
+        pending = failed
+    raise error
+
+
+def _resource_actions(resource_map, template: dict, parameters: dict) -> dict[str, dict[str, str]]:
+    """{"Add"|"Modify"|"Remove": {logical id: type}} for moving the stack behind resource_map to template."""
+    from moto.cloudformation.parsing import ResourceMap
+
+    probe = ResourceMap(
+        resource_map.stack_id,
+        resource_map["AWS::StackName"],
+        parameters,
+        resource_map.tags,
+        region_name=resource_map._region_name,
+        account_id=resource_map._account_id,
+        template=template,
+        cross_stack_resources=resource_map.cross_stack_resources,
+    )
+    probe.load_mapping()
+    probe.load_parameters()
+    probe.load_conditions()
+    old = resource_map._template.get("Resources", {}) if resource_map._template else {}
+    new = template.get("Resources", {})
+    old_conditions = getattr(resource_map, "lazy_condition_map", {})
+    old_on = {name for name, body in old.items() if _condition(old_conditions, body)}
+    new_on = {name for name, body in new.items() if _condition(probe.lazy_condition_map, body)}
+    before, after = resource_map.resolved_parameters, probe.resolved_parameters
+    changed = {
+        name for name in set(before) | set(after) if _as_given(before.get(name)) != _as_given(after.get(name))
+    } | {
+        name
+        for name in set(old_conditions) | set(probe.lazy_condition_map)
+        if (name in old_conditions and old_conditions[name])
+        != (name in probe.lazy_condition_map and probe.lazy_condition_map[name])
+    }
+    return {
+        "Add": {name: new[name]["Type"] for name in sorted(new_on - old_on)},
+        "Modify": {
+            name: new[name]["Type"]
+            for name in sorted(new_on & old_on)
+            if new[name] != old[name] or _names(new[name]) & changed
+        },
+        "Remove": {name: old[name]["Type"] for name in sorted(old_on - new_on)},
+    }
+
+
+def _as_given(value) -> str:
+    """A parameter value as passed: moto holds a CommaDelimitedList that was passed as a list."""
+    return ",".join(str(item) for item in value) if isinstance(value, list) else value
+
+
+def _condition(conditions, body: dict) -> bool:
+    return "Condition" not in body or bool(conditions[body["Condition"]])
+
+
+def _names(node) -> set[str]:
+    """Parameters, conditions and resources a template fragment names (Ref, Fn::If, Fn::GetAtt, Fn::Sub)."""
+    if isinstance(node, list):
+        return set().union(*(_names(item) for item in node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    found: set[str] = set()
+    for key, value in node.items():
+        if key == "Ref" and isinstance(value, str):
+            found.add(value)
+        elif key == "Fn::If" and isinstance(value, list) and value:
+            found.add(value[0])
+        elif key == "Fn::GetAtt":
+            found.add(value[0] if isinstance(value, list) else str(value).split(".")[0])
+        elif key == "Fn::Sub":
+            text = value[0] if isinstance(value, list) else value
+            found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", str(text))}
+        found |= _names(value)
+    return found
 
 
 # Resource types moto 5.2.5's CloudFormation cannot create, filled by stand-ins (see _patch_moto_missing_types).

@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from opsinfra.services import deploy, templates
+from opsinfra.services.diff import Resolver
 from tests.opsinfra.conftest import run
 from tests.opsinfra.emulator import STANDING_IN
 
@@ -25,8 +26,10 @@ BOOTSTRAP_OUTPUTS = {"ArtifactsBucketName", "CloudFormationExecutionRoleArn", "D
 
 
 def resources_of(stack: str, env: str) -> set[str]:
+    """The resources a create makes: those whose Condition holds with the template's defaults."""
     target = deploy.target_resolve(stack=stack, env=env)
-    return set(templates.template_synthesize(stack=stack, stack_settings=target.settings).resources)
+    template = templates.template_synthesize(stack=stack, stack_settings=target.settings)
+    return set(Resolver(template.data, {}, {}).resources)
 
 
 def change_set_rows(out: str) -> set[str]:
@@ -44,13 +47,13 @@ def change_set_rows(out: str) -> set[str]:
 
 @pytest.mark.parametrize("env", ["staging", "production"])
 def test_deploy_real_bootstrap_then_app_stack(aws_env, outputs_dir, env):
-    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
     assert change_set_rows(out) == resources_of("bootstrap", env)
     bootstrap = json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())
     assert BOOTSTRAP_OUTPUTS <= set(bootstrap)
 
-    out, _ = run("deploy_stack", "--stack", "app", "--env", env, "--no-input")
+    out, _ = run("deploy_stack", "--stack", "app", "--env", env, "--no-input", "--allow-wider-access")
 
     assert change_set_rows(out) == resources_of("app", env)
     name = f"shop-app-{env}"
@@ -66,3 +69,72 @@ def test_deploy_real_bootstrap_then_app_stack(aws_env, outputs_dir, env):
     assert f"created on {outputs['DistributionId']} for 1 path(s)" in out
     # What moto could not create itself; the list only ever shrinks with moto upgrades.
     assert "AWS::RDS::DBProxy" in STANDING_IN
+
+
+@pytest.mark.parametrize(
+    ("stack", "env"),
+    [("bootstrap", "production"), ("app", "staging"), ("app", "production"), ("edge", "production")],
+)
+def test_redeploy_without_a_change_is_up_to_date_for_every_stack(aws_env, outputs_dir, stack, env):
+    if stack == "app":
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    run("deploy_stack", "--stack", stack, "--env", env, "--no-input", "--allow-wider-access")
+    name = "shop-bootstrap" if stack == "bootstrap" else f"shop-{stack}-{env}"
+    before = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+
+    out, err = run("deploy_stack", "--stack", stack, "--env", env, "--no-input")
+
+    assert out.splitlines()[-1] == f"Stack {name} is up to date: nothing to deploy."
+    assert "Change set" not in out
+    assert err == ""
+    after = boto3.client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+    assert after["StackStatus"] == before["StackStatus"]
+    assert after.get("LastUpdatedTime") == before.get("LastUpdatedTime")
+    pending = boto3.client("cloudformation").list_change_sets(StackName=name)["Summaries"]
+    assert [item for item in pending if item["ExecutionStatus"] == "AVAILABLE"] == []
+
+
+def test_parameter_change_on_the_app_stack_shows_old_and_new_values_and_what_follows(aws_env, outputs_dir):
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    run("deploy_stack", "--stack", "app", "--no-input", "--allow-wider-access")
+
+    out, _ = run(
+        "deploy_stack",
+        "--stack",
+        "app",
+        "--no-input",
+        "--parameter",
+        "AlertEmail=ops@example.com",
+        "--parameter",
+        "NatGateways=3",
+    )
+
+    lines = out.splitlines()
+    assert '  AlertEmail   "" → ops@example.com' in lines
+    assert "  NatGateways  1 → 3" in lines
+    assert not [line for line in lines if line.startswith("  AmiId")]  # the SSM name did not change
+    assert change_set_rows(out) == {
+        "ObservabilityAlertsEmail",
+        "NetworkNatAddress2",
+        "NetworkNatAddress3",
+        "NetworkNatGateway2",
+        "NetworkNatGateway3",
+        "NetworkPrivateRoute2",
+        "NetworkPrivateRoute3",
+    }
+    assert "    Properties.NatGatewayId: !Ref NetworkNatGateway1 → !Ref NetworkNatGateway2" in lines
+    stack = boto3.client("cloudformation").describe_stacks(StackName="shop-app-staging")["Stacks"][0]
+    parameters = {item["ParameterKey"]: item["ParameterValue"] for item in stack["Parameters"]}
+    assert (parameters["AlertEmail"], parameters["NatGateways"]) == ("ops@example.com", "3")
+    # and the same again is nothing to do
+    out, _ = run(
+        "deploy_stack",
+        "--stack",
+        "app",
+        "--no-input",
+        "--parameter",
+        "AlertEmail=ops@example.com",
+        "--parameter",
+        "NatGateways=3",
+    )
+    assert out.splitlines()[-1] == "Stack shop-app-staging is up to date: nothing to deploy."

@@ -28,12 +28,12 @@ def stack_names() -> set[str]:
 
 @pytest.fixture
 def bootstrapped(aws_env, small_stacks, outputs_dir):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     return json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())
 
 
 def test_deploy_bootstrap_then_app_creates_both_and_saves_outputs(aws_env, small_stacks, outputs_dir):
-    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     assert "Stack shop-bootstrap: CREATE_COMPLETE." in out
     bootstrap = json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())
     assert set(bootstrap) == {"ArtifactsBucketName", "CloudFormationExecutionRoleArn"}
@@ -97,9 +97,9 @@ def test_deploy_update_with_changed_parameter_completes_and_rerun_is_up_to_date(
 
 
 def test_deploy_unchanged_template_without_parameters_deletes_the_empty_change_set(aws_env, small_stacks):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
-    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
     assert "Stack shop-bootstrap is up to date" in out
     assert unexecuted_change_sets("shop-bootstrap") == []
@@ -123,7 +123,7 @@ def test_deploy_large_bootstrap_template_is_refused_without_a_bucket(aws_env, sm
     settings.OPSINFRA = {**settings.OPSINFRA, "TEMPLATE_URL_THRESHOLD": 100}
 
     with pytest.raises(CommandError, match="no artifacts bucket to stage it in"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input")
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
     assert stack_names() == set()
 
@@ -254,7 +254,7 @@ def test_deploy_without_credentials_says_so_in_one_sentence(aws_env, small_stack
     aws.reset()
 
     with pytest.raises(CommandError, match=r"^No AWS credentials found: set AWS_PROFILE"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input")
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
 
 def test_deploy_verbosity_2_shows_what_each_parameter_gets(bootstrapped):
@@ -270,7 +270,7 @@ def test_deploy_verbosity_2_shows_what_each_parameter_gets(bootstrapped):
 
 
 def test_deploy_app_outside_us_east_1_takes_the_edge_stack_outputs(aws_env, small_stacks, outputs_dir):
-    run("deploy_stack", "--stack", "bootstrap", "--region", "eu-west-1", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--region", "eu-west-1", "--no-input", "--allow-wider-access")
     with pytest.raises(CommandError, match=r"create it first with `manage\.py deploy_stack --stack edge --env staging"):
         run("deploy_stack", "--region", "eu-west-1", "--no-input")
 

@@ -93,6 +93,13 @@ class Script:
                 ],
             },
         )
+        if change_set_type == "UPDATE":
+            # What the deploy compares the new template with: the stack's, as CloudFormation holds it.
+            self.stubber.add_response(
+                "get_template",
+                {"TemplateBody": json.dumps({"Resources": {}})},
+                {"StackName": STACK_ID, "TemplateStage": "Original"},
+            )
 
     def execute(self, disable_rollback=False):
         self.events()
@@ -154,7 +161,9 @@ def test_deploy_streams_each_resource_with_progress_and_turns_on_protection(scri
     )
     s.stack("CREATE_COMPLETE", outputs={"ArtifactsBucketName": "shop-artifacts"})
 
-    out, _ = run("deploy_stack", "--stack", "bootstrap", "--no-input", "--termination-protection")
+    out, _ = run(
+        "deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", "--termination-protection"
+    )
 
     lines = out.splitlines()
     assert "[0/2] 01:00:02  ArtifactsBucket  CREATE_IN_PROGRESS" in lines
@@ -184,7 +193,7 @@ def test_deploy_failure_shows_first_failing_events_final_status_and_next_step(sc
     s.final()
 
     with pytest.raises(CommandError, match=f"^Deploy of {STACK} failed: the stack is ROLLBACK_COMPLETE.$"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input")
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
 
 def test_deploy_failure_report_lists_cause_before_cancellations(script, outputs_dir):
@@ -207,7 +216,9 @@ def test_deploy_failure_report_lists_cause_before_cancellations(script, outputs_
     out, err = StringIO(), StringIO()
 
     with pytest.raises(CommandError):
-        call_command("deploy_stack", "--stack", "bootstrap", "--no-input", stdout=out, stderr=err)
+        call_command(
+            "deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", stdout=out, stderr=err
+        )
 
     report = err.getvalue()
     assert (
@@ -231,7 +242,7 @@ def test_deploy_rollback_complete_is_refused_without_a_terminal_to_confirm(scrip
             f"or delete it with `manage.py destroy_stack --stack-name {STACK}"
         ),
     ):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input")
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
 
 def test_deploy_rollback_complete_declined_changes_nothing(script, terminal):
@@ -293,7 +304,7 @@ def test_deploy_update_rollback_failed_without_terminal_is_refused(script):
     script.stack("UPDATE_ROLLBACK_FAILED")
 
     with pytest.raises(CommandError, match="UPDATE_ROLLBACK_FAILED: run it again with a terminal"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input")
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
 
 @pytest.mark.parametrize("status", ["UPDATE_IN_PROGRESS", "DELETE_FAILED", "ROLLBACK_FAILED"])
@@ -301,7 +312,7 @@ def test_deploy_other_stuck_states_are_explained(script, status):
     script.stack(status)
 
     with pytest.raises(CommandError, match=f"Stack {STACK} is (busy \\({status}\\)|in {status})"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input")
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
 
 
 def test_deploy_update_past_timeout_is_cancelled_and_rolls_back(script):
@@ -322,7 +333,7 @@ def test_deploy_update_past_timeout_is_cancelled_and_rolls_back(script):
     s.final()
 
     with pytest.raises(CommandError, match=f"^Deploy of {STACK} did not finish within 0.03 minutes.$"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--timeout", "0.03")
+        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access", "--timeout", "0.03")
 
 
 def test_deploy_stateful_replacement_is_highlighted(script):
@@ -348,6 +359,15 @@ def test_deploy_create_past_timeout_is_not_cancelled_and_says_it_goes_on(script)
     s.poll("CREATE_IN_PROGRESS")
 
     with pytest.raises(CommandError, match=r"did not finish within 0\.03 minutes"):
-        run("deploy_stack", "--stack", "bootstrap", "--no-input", "--timeout", "0.03", "--disable-rollback")
+        run(
+            "deploy_stack",
+            "--stack",
+            "bootstrap",
+            "--no-input",
+            "--allow-wider-access",
+            "--timeout",
+            "0.03",
+            "--disable-rollback",
+        )
 
     # No cancel_update_stack was stubbed: a create is never cancelled (Stubber fails any unexpected call).

@@ -18,7 +18,7 @@ def stack_names() -> set[str]:
 @pytest.fixture
 def app_stack(aws_env, small_stacks, outputs_dir):
     small_stacks["extra_resources"] = {"Keep": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"}}
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     run("deploy_stack", "--no-input")
     return outputs_dir / "outputs-shop-app-staging.json"
 

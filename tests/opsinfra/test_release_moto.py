@@ -31,7 +31,7 @@ def release_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def bucket(aws_env, small_stacks, outputs_dir):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     return json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())["ArtifactsBucketName"]
 
 
@@ -108,7 +108,7 @@ def test_bundle_installs_offline_and_passes_check_deploy(release_bundle, tmp_pat
 
 
 def test_deploy_app_first_release_uploads_bundle_and_writes_parameter(bucket, built):
-    out, _ = run("deploy_app", "--version", "v1.0.0", "--no-refresh")
+    out, _ = run("deploy_app", "--release", "v1.0.0", "--no-refresh")
 
     assert built == ["v1.0.0"]
     assert bundle_keys(bucket) == ["releases/v1.0.0.tar.gz"]
@@ -118,10 +118,10 @@ def test_deploy_app_first_release_uploads_bundle_and_writes_parameter(bucket, bu
 
 
 def test_deploy_app_earlier_version_rolls_back_without_rebuilding(bucket, built):
-    run("deploy_app", "--version", "v1.0.0", "--no-refresh")
-    run("deploy_app", "--version", "v1.1.0", "--no-refresh")
+    run("deploy_app", "--release", "v1.0.0", "--no-refresh")
+    run("deploy_app", "--release", "v1.1.0", "--no-refresh")
 
-    out, _ = run("deploy_app", "--version", "v1.0.0", "--no-refresh")
+    out, _ = run("deploy_app", "--release", "v1.0.0", "--no-refresh")
 
     assert built == ["v1.0.0", "v1.1.0"]
     assert f"Bundle s3://{bucket}/releases/v1.0.0.tar.gz already exists: using it, not rebuilding." in out
@@ -131,14 +131,14 @@ def test_deploy_app_earlier_version_rolls_back_without_rebuilding(bucket, built)
 
 def test_deploy_app_without_bootstrap_names_the_command(aws_env, small_stacks, built):
     with pytest.raises(CommandError, match=r"create it first with `manage\.py deploy_stack --stack bootstrap"):
-        run("deploy_app", "--version", "v1")
+        run("deploy_app", "--release", "v1")
 
     assert built == []
 
 
 def test_deploy_app_refuses_a_version_that_is_not_a_plain_name(bucket, built):
     with pytest.raises(CommandError, match="may hold only letters, digits"):
-        run("deploy_app", "--version", "../v1")
+        run("deploy_app", "--release", "../v1")
 
     assert bundle_keys(bucket) == []
 
@@ -252,7 +252,7 @@ def test_deploy_app_migrates_then_switches_and_follows_the_refresh(app_outputs, 
         ("Successful", 100, ""),
     )
 
-    out, _ = run("deploy_app", "--version", "v2", "--wait")
+    out, _ = run("deploy_app", "--release", "v2", "--wait")
 
     assert built == []
     assert "Migrated with release v2 on i-0bbb." in out
@@ -269,7 +269,7 @@ def test_deploy_app_failed_migration_switches_nothing(app_outputs, stub_client, 
     stub_migration(ssm, autoscaling, status="Failed", output="django.db.utils.ProgrammingError: boom")
 
     with pytest.raises(CommandError, match=r"Migrations of v2 ended Failed on i-0bbb .* nothing was switched"):
-        run("deploy_app", "--version", "v2")
+        run("deploy_app", "--release", "v2")
 
     # No put_parameter or start_instance_refresh was stubbed: had either been called, Stubber would have failed.
     ssm.assert_no_pending_responses()
@@ -294,7 +294,7 @@ def test_deploy_app_failed_refresh_restores_the_previous_release(app_outputs, st
     )
 
     with pytest.raises(CommandError, match=r"ended RollbackSuccessful: Health checks failed on new instances\."):
-        run("deploy_app", "--version", "v2", "--wait")
+        run("deploy_app", "--release", "v2", "--wait")
 
     ssm.assert_no_pending_responses()
 
@@ -304,7 +304,7 @@ def test_deploy_app_no_refresh_migrates_and_switches_only(app_outputs, stub_clie
     stub_migration(ssm, autoscaling)
     stub_parameter_write(ssm, app_outputs)
 
-    out, _ = run("deploy_app", "--version", "v2", "--no-refresh")
+    out, _ = run("deploy_app", "--release", "v2", "--no-refresh")
 
     assert "No instance refresh" in out
     autoscaling.assert_no_pending_responses()
@@ -336,7 +336,7 @@ def test_deploy_app_runs_the_stacks_migration_document_with_the_parameters_it_de
     ssm.add_response("get_command_invocation", {"Status": "Success"})
     stub_parameter_write(ssm, app_outputs)
 
-    out, _ = run("deploy_app", "--version", "v2", "--no-refresh")
+    out, _ = run("deploy_app", "--release", "v2", "--no-refresh")
 
     assert "Migrated with release v2 on i-0bbb." in out
     ssm.assert_no_pending_responses()
@@ -363,7 +363,7 @@ def test_deploy_app_warns_when_the_migration_document_cannot_take_the_release(
     ssm.add_response("get_command_invocation", {"Status": "Success"})
     stub_parameter_write(ssm, app_outputs)
 
-    out, err = run("deploy_app", "--version", "v2", "--no-refresh")
+    out, err = run("deploy_app", "--release", "v2", "--no-refresh")
 
     assert "takes no Version or Bundle parameter: it migrated the release installed on i-0bbb" in err
     assert "Migrated with release v2" not in out

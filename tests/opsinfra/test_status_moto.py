@@ -12,7 +12,7 @@ from tests.opsinfra.conftest import REGION, run
 
 @pytest.fixture
 def app_stack(aws_env, small_stacks):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     run("deploy_stack", "--no-input")
 
 

@@ -1,35 +1,39 @@
 import tempfile
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from opsinfra.errors import OpsError, ReleaseError
+from opsinfra.management.base import OpsCommand
 from opsinfra.services import bundle, deploy, release
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = (
         "Release the application: build and upload a bundle with its wheels, migrate once on one instance, point "
-        "the release parameter at it, and replace the instances with an instance refresh. --version of an earlier "
+        "the release parameter at it, and replace the instances with an instance refresh. --release of an earlier "
         "release rolls back to it without rebuilding."
     )
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        # --version names the release here, as operators expect; Django's own --version would shadow it.
-        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
-
     def add_arguments(self, parser):
-        parser.add_argument("--version", help="Release name (default: `git describe` of a clean work tree).")
+        parser.add_argument(
+            "--release",
+            dest="release_name",
+            metavar="NAME",
+            help="Release name (default: `git describe` of a clean work tree).",
+        )
         parser.add_argument("--env", default="staging", help="Settings preset: production or staging.")
         parser.add_argument("--no-refresh", action="store_true", help="Do not replace instances (first deploy).")
         parser.add_argument("--wait", action="store_true", help="Follow the instance refresh to its end.")
         parser.add_argument("--timeout", type=float, default=60, metavar="MINUTES", help="Bound on --wait.")
         parser.add_argument("--outputs-file", metavar="PATH", help="The app stack's outputs file.")
 
-    def handle(self, *args, version, env, no_refresh, wait, timeout, outputs_file, verbosity, **options):
+    def handle(self, *args, release_name, env, no_refresh, wait, timeout, outputs_file, verbosity, **options):
+        if timeout <= 0:
+            raise CommandError(f"--timeout {timeout:g}: give a number of minutes above 0.")
         try:
+            version = bundle.release_version(release_name)
             target = deploy.target_resolve(stack="app", env=env)
-            version = bundle.release_version(version)
             place = release.release_place(target=target, outputs_file=outputs_file)
             self.upload(place, version, verbosity)
             if place.asg_name:
@@ -37,7 +41,7 @@ class Command(BaseCommand):
             else:
                 self.stdout.write(
                     f"No app stack yet: nothing to migrate. Its instances will boot release {version}; once it "
-                    f"exists, `manage.py deploy_app --env {env} --version {version}` runs the migrations."
+                    f"exists, `manage.py deploy_app --env {env} --release {version}` runs the migrations."
                 )
             previous = release.release_write(place=place, version=version)
             was = f" (was {previous.get('version')})" if previous else ""

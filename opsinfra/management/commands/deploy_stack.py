@@ -1,17 +1,21 @@
-from django.core.management.base import BaseCommand, CommandError
+import re
+
+from django.core.management.base import CommandError
 
 from opsinfra import aws
 from opsinfra.errors import OpsError
 from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments, key_values
-from opsinfra.management.output import event_line, table
+from opsinfra.management.base import OpsCommand
+from opsinfra.management.output import diff_lines, event_line, table
 from opsinfra.services import changesets, deploy
 from opsinfra.services.events import Outcome
 
 FAILURES_SHOWN = 5
+ALARM_ARN = re.compile(r"^arn:aws[a-z-]*:cloudwatch:[a-z0-9-]+:\d{12}:alarm:.+$")
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = (
         "Synthesize, lint and deploy a shop stack through a reviewed CloudFormation change set, following its events "
         "to the end and saving the outputs to a file."
@@ -34,10 +38,16 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, metavar="MINUTES", help="Give up (cancel an update) after it.")
         parser.add_argument("--outputs-file", metavar="PATH", help="Default .shop/outputs-<stack-name>.json.")
         parser.add_argument("--fail-on-empty", action="store_true", help="Exit non-zero when nothing changes.")
+        parser.add_argument(
+            "--allow-wider-access",
+            action="store_true",
+            help="With --no-input: execute a change that adds IAM grants or security-group rules (refused otherwise).",
+        )
 
     def handle(self, *args, **options):
         self.verbosity = options["verbosity"]
         self.interactive = options["interactive"]
+        self.check_arguments(options)
         if self.interactive and not options["no_execute"] and not options["delete_changeset"]:
             prompts.require_terminal("pass --no-input to deploy without asking, or --no-execute to review only.")
         try:
@@ -45,13 +55,46 @@ class Command(BaseCommand):
         except OpsError as exc:
             raise CommandError(str(exc)) from exc
 
+    def check_arguments(self, options):
+        """Everything the arguments alone can refuse, before any AWS call (credentials included)."""
+        options["overrides"] = key_values(options["parameter"], "--parameter")
+        options["tags"] = key_values(options["tag"], "--tag")
+        for option in ("changeset_name", "execute_changeset", "delete_changeset"):
+            if options[option] and not options[option].startswith("arn:"):  # CloudFormation takes the id too
+                try:
+                    changesets.changeset_name_check(options[option])
+                except OpsError as exc:
+                    raise CommandError(f"--{option.replace('_', '-')}: {exc}") from exc
+        if options["timeout"] is not None and options["timeout"] <= 0:
+            raise CommandError(f"--timeout {options['timeout']:g}: give a number of minutes above 0.")
+        for arn in options["rollback_alarm"] or []:
+            if not ALARM_ARN.match(arn):
+                raise CommandError(
+                    f"--rollback-alarm {arn!r} is not a CloudWatch alarm ARN "
+                    "(arn:aws:cloudwatch:REGION:ACCOUNT:alarm:NAME)."
+                )
+        given = [name for name in ("execute_changeset", "delete_changeset", "no_execute") if options[name]]
+        if len(given) > 1:
+            names = " and ".join(f"--{name.replace('_', '-')}" for name in given)
+            raise CommandError(f"{names} cannot be combined: give one.")
+        if options["execute_changeset"] or options["delete_changeset"]:
+            unused = [
+                f"--{name.replace('_', '-')}"
+                for name in ("parameter", "tag", "changeset_name", "rollback_alarm")
+                if options[name]
+            ]
+            if unused:
+                raise CommandError(
+                    f"{unused[0]} does not apply to an existing change set: it runs or goes as it was made."
+                )
+
     def deploy(self, options):
         target = deploy.target_resolve(
             stack=options["stack"], env=options["env"], region=options["region"], stack_name=options["stack_name"]
         )
-        cfn = aws.client("cloudformation", region=target.region)
         kind = target.stack if target.stack == "bootstrap" else f"{target.stack}, {target.env}"
         if options["delete_changeset"]:
+            cfn = aws.client("cloudformation", region=target.region)
             name = options["delete_changeset"]
             if changesets.changeset_discard(cfn=cfn, name=name, stack_name=target.stack_name):
                 self.stdout.write(f"Change set {name} of {target.stack_name} deleted.")
@@ -60,17 +103,19 @@ class Command(BaseCommand):
             return
         self.stdout.write(f"Deploying {target.stack_name} ({kind}) to {target.region}.")
         if options["execute_changeset"]:
-            change_set, change_set_type = deploy.changeset_find(target=target, name=options["execute_changeset"])
-            self.show_change_set(change_set)
+            plan = deploy.changeset_find(target=target, name=options["execute_changeset"])
         else:
+            template = deploy.deploy_prepare(target=target, overrides=options["overrides"])
+            cfn = aws.client("cloudformation", region=target.region)
             existing = self.recover(cfn, target, deploy.stack_preflight(cfn=cfn, target=target))
             plan = deploy.deploy_plan(
                 target=target,
                 existing=existing,
-                overrides=key_values(options["parameter"], "--parameter"),
-                tags=key_values(options["tag"], "--tag"),
+                overrides=options["overrides"],
+                tags=options["tags"],
                 rollback_alarms=options["rollback_alarm"],
                 change_set_name=options["changeset_name"],
+                template=template,
             )
             if self.verbosity >= 2:
                 where = f"from {plan.template_url}" if plan.template_url else "inline"
@@ -83,15 +128,20 @@ class Command(BaseCommand):
                 if options["fail_on_empty"]:
                     raise CommandError(f"Stack {target.stack_name} had no changes and --fail-on-empty was given.")
                 return
-            change_set, change_set_type = plan.change_set, plan.change_set_type
-            self.show_change_set(change_set)
-            if options["no_execute"]:
-                self.stdout.write(
-                    f"Change set {change_set.name} was created and not executed. To execute it:\n"
-                    f"  {target.command(f'--execute-changeset {change_set.name}')}"
-                )
-                return
-        if self.interactive and not prompts.confirm(self.stdout, f"Execute change set {change_set.name}?"):
+        change_set, change_set_type = plan.change_set, plan.change_set_type
+        self.show_change_set(change_set)
+        self.show_diff(plan)
+        if options["no_execute"]:
+            self.stdout.write(
+                f"Change set {change_set.name} was created and not executed. To execute it:\n"
+                f"  {target.command(f'--execute-changeset {change_set.name}')}"
+            )
+            return
+        if plan.diff.widens and not self.interactive and not options["allow_wider_access"]:
+            self.refuse_wider_access(target, plan, kept=bool(options["execute_changeset"]))
+        question = f"Execute change set {change_set.name}"
+        question += ", which widens access?" if plan.diff.widens else "?"
+        if self.interactive and not prompts.confirm(self.stdout, question):
             self.stdout.write(
                 f"Not executed. To execute it later: {target.command(f'--execute-changeset {change_set.name}')}"
             )
@@ -166,6 +216,32 @@ class Command(BaseCommand):
             self.stderr.write(
                 self.style.WARNING(f"{logical_id} holds data and would be replaced: its data would not carry over.")
             )
+
+    def show_diff(self, plan):
+        lines = diff_lines(plan.diff, plan.change_set)
+        for line in lines:
+            style = self.style.WARNING if line.endswith("[widens access]") else None
+            self.stdout.write(style(line) if style else line)
+        if plan.diff.widens:
+            self.stderr.write(
+                self.style.WARNING(
+                    f"This change widens access ({plan.diff.widening_summary()}): read the access lines above."
+                )
+            )
+
+    def refuse_wider_access(self, target, plan, *, kept):
+        change_set = plan.change_set
+        if kept:
+            where = f"change set {change_set.name} was kept"
+        else:
+            cfn = aws.client("cloudformation", region=target.region)
+            changesets.changeset_delete(cfn=cfn, change_set_id=change_set.id, stack_name=target.stack_name)
+            where = f"change set {change_set.name} was deleted"
+        raise CommandError(
+            f"The change widens access ({plan.diff.widening_summary()}) and --no-input was given without "
+            f"--allow-wider-access: nothing was executed and the {where}. Review the access lines above, then deploy "
+            "again with --allow-wider-access, or at a terminal to confirm."
+        )
 
     def show_event(self, event, progress):
         line = event_line(event)

@@ -1,13 +1,14 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from opsinfra.errors import OpsError
 from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments
+from opsinfra.management.base import OpsCommand
 from opsinfra.management.output import event_line
 from opsinfra.services import deploy, destroy
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Delete a shop stack after confirmation, saying what survives it, and follow the deletion to the end."
 
     def add_arguments(self, parser):

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from opsinfra.errors import OpsError
+from opsinfra.management.base import OpsCommand
 from opsinfra.services import cdn, deploy
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Invalidate CloudFront paths for the shop distribution (default /api/products*)."
 
     def add_arguments(self, parser):
@@ -16,6 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=900, metavar="SECONDS", help="Bound on --wait.")
 
     def handle(self, *args, paths, distribution_id, env, outputs_file, wait, timeout, verbosity, **options):
+        bad = [path for path in paths if not path.startswith("/")]
+        if bad:
+            raise CommandError(f"CloudFront paths start with '/': {bad[0]!r} does not.")
+        if timeout <= 0:
+            raise CommandError(f"--timeout {timeout:g}: give a number of seconds above 0.")
         try:
             if not distribution_id:
                 target = deploy.target_resolve(stack="app", env=env)

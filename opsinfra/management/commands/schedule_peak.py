@@ -1,9 +1,10 @@
 from datetime import UTC, datetime
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from opsinfra import aws
 from opsinfra.errors import OpsError
+from opsinfra.management.base import OpsCommand
 from opsinfra.management.output import table
 from opsinfra.services import deploy, schedule, stacks
 
@@ -17,7 +18,7 @@ def utc_time(value: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = (
         "Schedule a one-off sale window on the app's Auto Scaling group: MinSize and desired capacity raised at "
         "--start, lowered back at --end. --list shows what is scheduled; --remove NAME cancels a window."
@@ -36,6 +37,20 @@ class Command(BaseCommand):
     def handle(self, *args, start, end, capacity, show_list, remove, env, asg_name, outputs_file, **options):
         if not (show_list or remove) and not (start and end):
             raise CommandError("Give --start and --end for a new window, or --list, or --remove NAME.")
+        if bool(start) != bool(end):
+            raise CommandError("A window needs both --start and --end.")
+        if start and remove:
+            raise CommandError("--remove cancels a window and --start adds one: give one of them.")
+        if start:
+            start, end = utc_time(start), utc_time(end)
+            if end <= start:
+                raise CommandError(
+                    f"The end {end:%Y-%m-%d %H:%M} UTC is not after the start {start:%Y-%m-%d %H:%M} UTC."
+                )
+            if start <= datetime.now(UTC):
+                raise CommandError(f"The start {start:%Y-%m-%d %H:%M} UTC is in the past: choose a time after now.")
+            if capacity < 1:
+                raise CommandError(f"--capacity {capacity}: a window holds at least 1 instance.")
         try:
             target = deploy.target_resolve(stack="app", env=env)
             if not asg_name:
@@ -52,8 +67,8 @@ class Command(BaseCommand):
                 window = schedule.schedule_add(
                     region=target.region,
                     asg_name=asg_name,
-                    start=utc_time(start),
-                    end=utc_time(end),
+                    start=start,
+                    end=end,
                     capacity=capacity,
                     baseline_min=getattr(target.settings, "asg_min", None),
                     baseline_desired=getattr(target.settings, "asg_desired", None),

@@ -1,12 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from opsinfra.errors import OpsError
 from opsinfra.management.arguments import add_target_arguments
+from opsinfra.management.base import OpsCommand
 from opsinfra.management.output import event_line, table
 from opsinfra.services import deploy, status
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Show a shop stack: status, last events, outputs, the live release, and drift with --detect-drift."
 
     def add_arguments(self, parser):
@@ -15,6 +16,8 @@ class Command(BaseCommand):
         parser.add_argument("--detect-drift", action="store_true", help="Run drift detection and list what differs.")
 
     def handle(self, *args, stack, env, stack_name, region, events, detect_drift, **options):
+        if events < 0:
+            raise CommandError(f"--events {events}: give how many of the last events to show, 0 or more.")
         try:
             target = deploy.target_resolve(stack=stack, env=env, region=region, stack_name=stack_name)
             report = status.stack_report(target=target, last_events=events)

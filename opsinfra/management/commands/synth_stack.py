@@ -1,14 +1,15 @@
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from opsinfra.errors import StackConfigError
+from opsinfra.management.base import OpsCommand
 from opsinfra.stacks import STACKS
 from opsinfra.synth import COMMITTED, template_path, template_synth, templates_drifted
 
 
-class Command(BaseCommand):
+class Command(OpsCommand):
     help = "Synthesize the CloudFormation templates into templates_cfn/, or check that the committed ones match."
 
     def add_arguments(self, parser):
