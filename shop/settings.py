@@ -88,6 +88,9 @@ TEMPLATES = [
 DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASE_PROXY = env.text("DATABASE_PROXY")
 DB_STATEMENT_TIMEOUT_MS = env.integer("DB_STATEMENT_TIMEOUT_MS", 5000)
+# The app's own deadline on each database call (docs/timeouts.md): longer than the server's statement timeout, so
+# a server that answers stops a slow statement itself; this one fires only when no answer comes at all.
+DB_DEADLINE_MS = env.integer("DB_DEADLINE_MS", 6000)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
@@ -96,8 +99,17 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_HEALTH_CHECKS"] = True
     # Django's backend, checking only connections that may have sat idle (shop/postgres/base.py).
     _db["ENGINE"] = "shop.postgres"
-    # A database that does not answer fails fast (503) instead of holding a worker.
-    _db["OPTIONS"] = {"connect_timeout": env.integer("DB_CONNECT_TIMEOUT", 3)}
+    # A database that does not answer fails fast (503) instead of holding a worker: connecting is bounded by
+    # connect_timeout, every call after it by the app's own deadline (shop/postgres/deadline.py, DB_DEADLINE_MS),
+    # and the kernel drops a dead path (keepalives, tcp_user_timeout). All client-side: nothing reaches the server.
+    _db["OPTIONS"] = {
+        "connect_timeout": env.integer("DB_CONNECT_TIMEOUT", 3),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": DB_DEADLINE_MS,
+    }
     if DATABASE_PROXY == "rds":
         # Transaction pooling cannot keep a named cursor open across statements.
         _db["DISABLE_SERVER_SIDE_CURSORS"] = True

@@ -44,6 +44,7 @@ def idle_worker(monkeypatch, *, resume_in: float) -> tuple[FairThreadWorker, lis
     )
     worker = FairThreadWorker.__new__(FairThreadWorker)
     worker.slot, worker.nr_conns, worker.worker_connections = 0, 0, 1000
+    worker.started = {}
     worker._accepting, worker.alive = False, True
     worker.resume_at = time.monotonic() + resume_in
     worker.table = table({})
