@@ -162,6 +162,9 @@ PRODUCT_CACHE_TTL = 300
 PRODUCT_NEAR_CACHE_TTL_MS = env.integer("PRODUCT_NEAR_CACHE_TTL_MS", 1000)
 
 # --- Checkout -----------------------------------------------------------------------------------------
+# gunicorn's worker timeout (shop/gunicorn.conf.py reads the same variable): no request runs longer, since the worker
+# exits when one of its request threads does (shop/workers.py). An Idempotency-Key claim this old was abandoned.
+WORKER_TIMEOUT_SECONDS = env.integer("GUNICORN_TIMEOUT", 20)
 RATELIMIT_ENABLED = env.flag("RATELIMIT_ENABLED", True)
 RATELIMIT_SESSIONS_PER_IP = env.text("RATELIMIT_SESSIONS_PER_IP", "30/m")
 RATELIMIT_CHECKOUT_PER_IP = env.text("RATELIMIT_CHECKOUT_PER_IP", "60/m")
