@@ -220,7 +220,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "shop.logs.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+    # The same warning or error is written once per 10 s, then with its count (shop.logs.QuietStreamHandler).
+    "handlers": {"stdout": {"class": "shop.logs.QuietStreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
     "root": {"handlers": ["stdout"], "level": env.text("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }

@@ -46,6 +46,19 @@ def test_a_frozen_database_answers_503_within_the_deadline_then_fails_fast(db_pr
     assert ready.status == 503
     assert ready.json()["failing"] == ["database"]
 
+    # when: the outage goes on
+    more = [server.request("GET", f"/api/inventory/{product.pk}") for _ in range(20)]
+    time.sleep(0.5)  # request lines are written in batches
+
+    # then: every request has its request-log line, but the repeated error is written once (counted later)
+    assert {answer.status for answer in more} == {503}
+    lines = server.log_lines()
+    inventory = [line for line in lines if line["logger"] == "shop.request" and line["path"].startswith("/api/inv")]
+    assert [line["status"] for line in inventory] == [200] + [503] * 22
+    errors = [line for line in lines if line["level"] in ("WARNING", "ERROR")]
+    assert len([line for line in errors if line["message"].startswith("Service Unavailable")]) == 1
+    assert len(errors) <= 3, errors
+
     # when: the database answers again, a probe after the cool-down closes the circuit
     db_proxy.thaw()
     give_up = time.monotonic() + 15
