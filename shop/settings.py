@@ -88,9 +88,10 @@ TEMPLATES = [
 DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASE_PROXY = env.text("DATABASE_PROXY")
 DB_STATEMENT_TIMEOUT_MS = env.integer("DB_STATEMENT_TIMEOUT_MS", 5000)
-# The app's own deadline on each database call (docs/timeouts.md): longer than the server's statement timeout, so
-# a server that answers stops a slow statement itself; this one fires only when no answer comes at all.
-DB_DEADLINE_MS = env.integer("DB_DEADLINE_MS", 6000)
+# The app's own deadline on each database call (docs/timeouts.md): longer than RDS Proxy's borrow timeout (2 s) and
+# the server's statement timeout together, so a proxy or server that answers gives its own error first; this one
+# fires only when no answer comes at all.
+DB_DEADLINE_MS = env.integer("DB_DEADLINE_MS", 8000)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
@@ -221,7 +222,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "shop.logs.JsonFormatter"}},
     # The same warning or error is written once per 10 s, then with its count (shop.logs.QuietStreamHandler).
-    "handlers": {"stdout": {"class": "shop.logs.QuietStreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}},
+    "handlers": {
+        "stdout": {"class": "shop.logs.QuietStreamHandler", "stream": "ext://sys.stdout", "formatter": "json"}
+    },
     "root": {"handlers": ["stdout"], "level": env.text("LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
@@ -252,7 +255,8 @@ _OPSINFRA_PRODUCTION = {
     "gunicorn_workers": 4,
     "gunicorn_threads": 4,
     "gunicorn_timeout": 20,  # the worker timeout of shop/gunicorn.conf.py
-    "proxy_borrow_timeout": 10,
+    # Inside the app's database deadline with the statement timeout after it (docs/timeouts.md).
+    "proxy_borrow_timeout": 2,
     "proxy_max_connections_percent": 100,
     "origin_read_timeout": 30,
     "alb_idle_timeout": 60,
