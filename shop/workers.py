@@ -12,10 +12,12 @@ is bounded by ACCEPT_DEFER_MAX: a connection never waits longer than that for a 
 
 Two more duties, both in the worker's main loop, which no request thread can hold up:
 
-- `/health` is answered there, never queued behind the request threads: a connection whose first bytes are a
+- `/health` is answered there, never queued behind the request threads: a new connection whose first bytes are a
   complete `GET /health` (or HEAD) gets its answer from the main loop and is closed. So the load balancer keeps
-  hearing "alive" while every thread waits on a slow database, and does not replace the whole fleet for it. A new
-  connection that has sent nothing yet waits in the poller, not in a thread, until its first bytes arrive.
+  hearing "alive" while every thread waits on a slow database, and does not replace the whole fleet for it. It
+  opens a new connection for each check; a /health sent on a kept-alive connection is answered by HealthMiddleware
+  in a thread. A new connection that has sent nothing yet waits in the poller, not in a thread, until its first
+  bytes arrive.
 - Liveness: gthread's heartbeat comes from this loop, so gunicorn's worker timeout never fires for a request
   thread that is stuck. Here each thread's request start is kept; a request running longer than the worker
   timeout (`timeout`, as a sync worker would be killed for) makes the worker log it and exit, and the master
@@ -139,13 +141,13 @@ class FairThreadWorker(ThreadWorker):
     # --- /health from the main loop -----------------------------------------------------------------------------
 
     def enqueue_req(self, conn):
-        if conn.parser is not None and conn.parser.unreader.buf.getvalue():
-            return super().enqueue_req(conn)  # pipelined: the next request is already read into the parser
+        if conn.initialized:
+            # A kept-alive connection goes on as gthread's: the load balancer's health checks come on new
+            # connections (it closes each after its check), so its requests need no look (a system call each).
+            return super().enqueue_req(conn)
         try:
             head = conn.sock.recv(HEALTH_PEEK, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
-            if conn.initialized:
-                return super().enqueue_req(conn)
             # Nothing sent yet: wait in the poller rather than in a thread (gthread's own pending list).
             conn.sock.setblocking(False)
             conn.timeout = time.monotonic() + self.cfg.keepalive
@@ -154,6 +156,7 @@ class FairThreadWorker(ThreadWorker):
             return None
         except OSError:
             return super().enqueue_req(conn)  # the thread meets the same error and handles it as gthread does
+        conn.data_ready = True  # the thread need not wait for the first bytes: they are here
         method = health_check_method(head)
         if method is None:
             return super().enqueue_req(conn)

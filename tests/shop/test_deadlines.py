@@ -69,9 +69,9 @@ def test_a_frozen_database_answers_503_within_the_deadline_then_fails_fast(db_pr
 
 
 def test_health_answers_while_every_request_thread_waits_on_the_database(db_proxy, shop_server):
-    # given: both request threads of the one worker held by a frozen database (deadline far off)
+    # given: both request threads of the one worker held by a frozen database (deadline and connect timeout far off)
     product = product_with_stock()
-    server = shop_server(database_port=db_proxy.port, DB_DEADLINE_MS=10_000, GUNICORN_TIMEOUT=30)
+    server = shop_server(database_port=db_proxy.port, DB_DEADLINE_MS=10_000, DB_CONNECT_TIMEOUT=10, GUNICORN_TIMEOUT=30)
     assert server.request("GET", f"/api/inventory/{product.pk}").status == 200
     db_proxy.freeze()
     held = [
@@ -94,9 +94,9 @@ def test_health_answers_while_every_request_thread_waits_on_the_database(db_prox
 
 
 def test_a_stuck_request_thread_makes_its_worker_exit_after_the_worker_timeout(db_proxy, shop_server):
-    # given: no app deadline within reach (60 s) and a worker timeout of 2 s
+    # given: no app deadline or connect timeout within reach (60 s) and a worker timeout of 2 s
     product = product_with_stock()
-    server = shop_server(database_port=db_proxy.port, DB_DEADLINE_MS=60_000, GUNICORN_TIMEOUT=2)
+    server = shop_server(database_port=db_proxy.port, DB_DEADLINE_MS=60_000, DB_CONNECT_TIMEOUT=60, GUNICORN_TIMEOUT=2)
     assert server.request("GET", f"/api/inventory/{product.pk}").status == 200
     db_proxy.freeze()
 
@@ -109,7 +109,7 @@ def test_a_stuck_request_thread_makes_its_worker_exit_after_the_worker_timeout(d
     # then: the worker saw it (gthread's heartbeat would not have), exited, and a new one serves
     assert cut_after < 15
     stuck = [line for line in server.log_lines() if line.get("message") == "request thread stuck, worker exits"]
-    assert len(stuck) == 1 and stuck[0]["path"] == f"/api/inventory/{product.pk}"
+    assert len(stuck) == 1 and stuck[0]["path"] == f"/api/inventory/{product.pk}", server.log_path.read_text()
     assert stuck[0]["running_s"] >= 2
     db_proxy.thaw()
     assert server.request("GET", "/health").status == 200
