@@ -177,6 +177,11 @@ class QuietStreamHandler(logging.StreamHandler):
         record.window_s = self.interval
         super().handle(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "closed", False):
+            return  # stdout closed (a test's captured output, or a reader gone): the line cannot be kept
+        super().handleError(record)
+
     def _start_sweeper(self) -> None:
         with self._windows_lock:
             if self._sweeper_pid == os.getpid():

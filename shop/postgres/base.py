@@ -51,8 +51,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         try:
             result = call(*args)
         except DatabaseError as exc:
-            if self.deadline_passed:  # the connection is dropped; Django closes it at the end of the request
+            if self.deadline_passed:
                 self.deadline_passed = False
+                self.close()  # its socket is shut: the next call of this request reconnects (or meets the circuit)
                 raise DeadlineExceeded(f"the database did not answer within {self.deadline_seconds} s") from exc
             raise
         finally:
