@@ -110,11 +110,16 @@ class Watchdog:
     def _run(self) -> None:
         wake = threading.Event()
         while not wake.wait(self.tick):
-            now = time.monotonic()
-            for thread_id, entry in list(self.running.items()):
-                if entry[0] <= now and self.running.get(thread_id) is entry:
-                    del self.running[thread_id]
-                    self.expire(entry[1])
+            try:
+                self.expire_due(time.monotonic())
+            except Exception:  # the watchdog must outlive any one failure, or no deadline would be enforced
+                log.exception("database deadline watchdog failed; it goes on")
+
+    def expire_due(self, now: float) -> None:
+        for thread_id, entry in list(self.running.items()):
+            if entry[0] <= now and self.running.get(thread_id) is entry:
+                self.running.pop(thread_id, None)
+                self.expire(entry[1])
 
     @staticmethod
     def expire(db) -> None:
