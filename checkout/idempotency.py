@@ -3,6 +3,13 @@
 A key is claimed with an autocommit INSERT … ON CONFLICT DO NOTHING before the order transaction, so a second
 request with the same key sees it claimed, and marked done inside that transaction (writes.order_write), so the
 order and "key used" commit together.
+
+A claim whose request died is not left for long. A request that fails while its process lives releases the key,
+on a fresh connection when its own was dropped (a terminated backend, a deadline). One whose worker was killed
+cannot: its claim is taken over by the next retry once it is older than the lease, the worker timeout. No request
+runs longer than that (shop/workers.py exits a worker whose request thread does), and even one that did could not
+place a second order: the order write marks the key done only while the claim's started_at is still its own, in
+the same transaction, and rolls everything back otherwise.
 """
 
 import hashlib
@@ -10,6 +17,7 @@ import json
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
@@ -30,9 +38,12 @@ from shop.sql import db_datetime, loaded, model_sql, placeholders
 log = logging.getLogger("shop.checkout")
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-# A claim older than this was abandoned (its worker died): longer than gunicorn's 20 s worker timeout, so a
-# request that is still running is never taken over.
-IDEMPOTENCY_LEASE = timedelta(seconds=60)
+
+
+def idempotency_lease() -> timedelta:
+    """A claim older than this was abandoned: its request ran past the worker timeout, so its worker is gone."""
+    return timedelta(seconds=settings.WORKER_TIMEOUT_SECONDS)
+
 
 _CLAIM_INTO = "INSERT INTO {table} ({session_id}, {key}, {request_hash}, {started_at}, {created_at}, {expires_at}) "
 _CLAIM_ONCE = "ON CONFLICT ({session_id}, {key}) DO NOTHING RETURNING {id}"
@@ -136,7 +147,7 @@ def _claim_existing(record: IdempotencyRecord) -> IdempotencyRecord | Order:
             return Order.objects.prefetch_related("lines").get(pk=existing.order_id)
         if existing.response_status is not None:
             raise ReplayedError(status_code=existing.response_status, body=existing.response_body)
-        if existing.started_at > now - IDEMPOTENCY_LEASE:
+        if existing.started_at > now - idempotency_lease():
             raise RequestInProgress()
 
     # Expired, or abandoned by a worker that died: take it over, unless someone else just did (or finished it).
@@ -195,8 +206,19 @@ def idempotency_finish(record: IdempotencyRecord, *, error) -> None:
 
 
 def idempotency_release(record: IdempotencyRecord) -> None:
+    """Give the key up, so a retry with it starts afresh at once. When the request failed because its connection
+    was lost (backend terminated, deadline passed), the release goes over a new one."""
     try:
         _owned(record).delete()
+        return
     except DatabaseError as exc:
-        # The claim then lapses after IDEMPOTENCY_LEASE and the next retry takes it over.
-        log.warning("idempotency key not released", extra={"record_id": record.pk, "error": str(exc)})
+        error = exc
+    if not connection.in_atomic_block and not connection.is_usable():
+        connection.close()
+        try:
+            _owned(record).delete()
+            return
+        except DatabaseError as exc:
+            error = exc
+    # The claim then lapses after idempotency_lease() and the next retry takes it over.
+    log.warning("idempotency key not released", extra={"record_id": record.pk, "error": str(error)})

@@ -1,8 +1,9 @@
 """Gunicorn settings for the shop. Plain values read from the environment; imports nothing from the project
 (the worker class is named, and gunicorn imports it).
 
-Timeout chain (each shorter than the next): DB statement timeout 5 s < RDS Proxy borrow timeout 10 s <
-worker timeout 20 s < CloudFront origin read timeout 30 s < ALB idle timeout 60 s < keep-alive 75 s.
+Timeout chain (each gives up inside the next; docs/timeouts.md): RDS Proxy borrow timeout 2 s + DB statement
+timeout 5 s < the app's database deadline 8 s (+ connect timeout 3 s) < worker timeout 20 s < CloudFront origin read
+timeout 30 s < ALB idle timeout 60 s < keep-alive 75 s.
 """
 
 import multiprocessing
@@ -17,7 +18,8 @@ threads = int(os.environ.get("GUNICORN_THREADS", 4))
 # gthread that spreads new connections over the workers by how many each holds (shop/workers.py).
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "shop.workers.FairThreadWorker")
 
-# Longer than the proxy's 10 s borrow timeout, shorter than CloudFront's 30 s origin read timeout.
+# Longer than any request runs (the app's 8 s database deadline after a 3 s connect), shorter than CloudFront's 30 s
+# origin read timeout. A request thread running longer makes its worker exit (shop/workers.py).
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 20))
 # At least the ALB's 30 s deregistration delay, so in-flight requests finish during a scale-in.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", 35))

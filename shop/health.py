@@ -1,5 +1,12 @@
-"""Liveness (/health, answered before any other middleware) and readiness (/health/ready)."""
+"""Liveness (/health) and readiness (/health/ready).
 
+/health is pure liveness: it touches no dependency. Under gunicorn the worker's main loop answers it
+(shop/workers.py), so it never waits behind busy request threads; HealthMiddleware answers it anywhere else
+(runserver, tests) before any other middleware. /health/ready asks the database and Redis, each within its own
+deadline, and says which fails.
+"""
+
+import json
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -44,17 +51,31 @@ def _no_store(response: JsonResponse) -> JsonResponse:
     return response
 
 
+def health_body() -> dict:
+    return {
+        "status": "ok",
+        "version": settings.VERSION,
+        "instance_id": instance_id(),
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+
+
 def health_response() -> JsonResponse:
-    return _no_store(
-        JsonResponse(
-            {
-                "status": "ok",
-                "version": settings.VERSION,
-                "instance_id": instance_id(),
-                "timestamp": datetime.now(UTC).isoformat(),
-            }
-        )
-    )
+    return _no_store(JsonResponse(health_body()))
+
+
+def health_http_response(*, head_only: bool = False) -> bytes:
+    """The whole HTTP/1.1 answer to /health, for the worker's main loop; the connection closes after it."""
+    body = json.dumps(health_body()).encode()
+    head = (
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+    ).encode()
+    return head if head_only else head + body
 
 
 class HealthMiddleware:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
@@ -122,3 +123,74 @@ class BufferedLines:
         event = threading.Event()
         while not event.wait(self.interval):
             self.flush()
+
+
+class QuietStreamHandler(logging.StreamHandler):
+    """A stream handler that writes the same warning or error once per `interval`, then how often it recurred.
+
+    "The same" is one logger, one level and one message template (record.msg before its arguments: "Service
+    Unavailable: %s" for every path), and one exception type. The first occurrence in a window is written at once;
+    the others in the next `interval` seconds are counted, and when the window ends one more line is written: the
+    last of them, with `"repeated": <how many were not written>` and `"window_s"`. So an outage that answers
+    thousands of 503s writes a few lines per kind of error every `interval` seconds, not one per request. INFO and
+    below (and the request log, which does not go through logging) are written as before.
+    """
+
+    def __init__(self, stream=None, *, interval: float = 10.0):
+        super().__init__(stream)
+        self.interval = interval
+        self._windows: dict[tuple, list] = {}  # key -> [window end, records not written, last such record]
+        self._windows_lock = threading.Lock()
+        self._sweeper_pid: int | None = None
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return super().handle(record)
+        if self._sweeper_pid != os.getpid():
+            self._start_sweeper()
+        key = (record.name, record.levelno, str(record.msg), record.exc_info[0] if record.exc_info else None)
+        now = time.monotonic()
+        with self._windows_lock:
+            window = self._windows.get(key)
+            if window is not None and now < window[0]:
+                window[1] += 1
+                window[2] = record
+                return False
+            self._windows[key] = [now + self.interval, 0, None]
+        if window is not None and window[1]:
+            self._write_repeats(window)
+        return super().handle(record)
+
+    def sweep(self, now: float | None = None) -> None:
+        """Write the count of every window that has ended (the sweeper thread calls this every second)."""
+        now = time.monotonic() if now is None else now
+        with self._windows_lock:
+            ended = [key for key, window in self._windows.items() if window[0] <= now]
+            windows = [self._windows.pop(key) for key in ended]
+        for window in windows:
+            if window[1]:
+                self._write_repeats(window)
+
+    def _write_repeats(self, window: list) -> None:
+        _, repeated, record = window
+        record.repeated = repeated
+        record.window_s = self.interval
+        super().handle(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "closed", False):
+            return  # stdout closed (a test's captured output, or a reader gone): the line cannot be kept
+        super().handleError(record)
+
+    def _start_sweeper(self) -> None:
+        with self._windows_lock:
+            if self._sweeper_pid == os.getpid():
+                return
+            self._windows.clear()  # a forked child does not count its parent's records
+            self._sweeper_pid = os.getpid()
+        threading.Thread(target=self._sweep_every_second, name="log-repeats", daemon=True).start()
+
+    def _sweep_every_second(self) -> None:
+        event = threading.Event()
+        while not event.wait(1.0):
+            self.sweep()

@@ -93,6 +93,10 @@ TEMPLATES = [
 DATABASE_URL = env.text("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASE_PROXY = env.text("DATABASE_PROXY")
 DB_STATEMENT_TIMEOUT_MS = env.integer("DB_STATEMENT_TIMEOUT_MS", 5000)
+# The app's own deadline on each database call (docs/timeouts.md): longer than RDS Proxy's borrow timeout (2 s) and
+# the server's statement timeout together, so a proxy or server that answers gives its own error first; this one
+# fires only when no answer comes at all.
+DB_DEADLINE_MS = env.integer("DB_DEADLINE_MS", 8000)
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.postgresql":
@@ -101,8 +105,17 @@ if _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_HEALTH_CHECKS"] = True
     # Django's backend, checking only connections that may have sat idle (shop/postgres/base.py).
     _db["ENGINE"] = "shop.postgres"
-    # A database that does not answer fails fast (503) instead of holding a worker.
-    _db["OPTIONS"] = {"connect_timeout": env.integer("DB_CONNECT_TIMEOUT", 3)}
+    # A database that does not answer fails fast (503) instead of holding a worker: connecting is bounded by
+    # connect_timeout, every call after it by the app's own deadline (shop/postgres/deadline.py, DB_DEADLINE_MS),
+    # and the kernel drops a dead path (keepalives, tcp_user_timeout). All client-side: nothing reaches the server.
+    _db["OPTIONS"] = {
+        "connect_timeout": env.integer("DB_CONNECT_TIMEOUT", 3),
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": DB_DEADLINE_MS,
+    }
     if DATABASE_PROXY == "rds":
         # Transaction pooling cannot keep a named cursor open across statements.
         _db["DISABLE_SERVER_SIDE_CURSORS"] = True
@@ -155,6 +168,9 @@ PRODUCT_CACHE_TTL = 300
 PRODUCT_NEAR_CACHE_TTL_MS = env.integer("PRODUCT_NEAR_CACHE_TTL_MS", 1000)
 
 # --- Checkout -----------------------------------------------------------------------------------------
+# gunicorn's worker timeout (shop/gunicorn.conf.py reads the same variable): no request runs longer, since the worker
+# exits when one of its request threads does (shop/workers.py). An Idempotency-Key claim this old was abandoned.
+WORKER_TIMEOUT_SECONDS = env.integer("GUNICORN_TIMEOUT", 20)
 RATELIMIT_ENABLED = env.flag("RATELIMIT_ENABLED", True)
 RATELIMIT_SESSIONS_PER_IP = env.text("RATELIMIT_SESSIONS_PER_IP", "30/m")
 RATELIMIT_CHECKOUT_PER_IP = env.text("RATELIMIT_CHECKOUT_PER_IP", "60/m")
@@ -230,9 +246,10 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "shop.logs.JsonFormatter"}},
     "filters": {"client_errors": {"()": "shop.exceptions.ClientErrorFilter"}},
+    # The same warning or error is written once per 10 s, then with its count (shop.logs.QuietStreamHandler).
     "handlers": {
         "stdout": {
-            "class": "logging.StreamHandler",
+            "class": "shop.logs.QuietStreamHandler",
             "stream": "ext://sys.stdout",
             "formatter": "json",
             "filters": ["client_errors"],
@@ -268,7 +285,8 @@ _OPSINFRA_PRODUCTION = {
     "gunicorn_workers": 4,
     "gunicorn_threads": 4,
     "gunicorn_timeout": 20,  # the worker timeout of shop/gunicorn.conf.py
-    "proxy_borrow_timeout": 10,
+    # Inside the app's database deadline with the statement timeout after it (docs/timeouts.md).
+    "proxy_borrow_timeout": 2,
     "proxy_max_connections_percent": 100,
     "origin_read_timeout": 30,
     "alb_idle_timeout": 60,

@@ -204,8 +204,9 @@ def _add_proxy(t: Template, *, settings: StackSettings, network: Network, groups
             ConnectionPoolConfigurationInfo=rds.ConnectionPoolConfigurationInfoFormat(
                 MaxConnectionsPercent=settings.proxy_max_connections_percent,
                 MaxIdleConnectionsPercent=PROXY_MAX_IDLE_PERCENT,
-                # Below the gunicorn worker timeout: a request that cannot get a connection fails (503) before
-                # gunicorn kills its worker, and long before CloudFront's origin read timeout.
+                # A borrow and then a statement (statement_timeout 5 s) fit inside the app's own 8 s deadline
+                # (settings.DB_DEADLINE_MS): a request that cannot get a connection gets the proxy's error, a 503,
+                # well inside the worker timeout. The chain: docs/timeouts.md.
                 ConnectionBorrowTimeout=settings.proxy_borrow_timeout,
             ),
         )

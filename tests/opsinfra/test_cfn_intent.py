@@ -133,8 +133,12 @@ def test_timeout_chain_each_layer_gives_up_before_the_one_in_front(app, gunicorn
     origin_read = origin["CustomOriginConfig"]["OriginReadTimeout"]
     attributes = {a["Key"]: a["Value"] for a in _props(app, "LoadBalancer")["LoadBalancerAttributes"]}
     alb_idle = int(attributes["idle_timeout.timeout_seconds"])
-    assert (borrow, gunicorn["timeout"], origin_read, alb_idle) == (10, 20, 30, 60)
-    assert borrow < gunicorn["timeout"] < origin_read < alb_idle < gunicorn["keepalive"]
+    assert (borrow, gunicorn["timeout"], origin_read, alb_idle) == (2, 20, 30, 60)
+    # a borrow, then a statement, inside the app's deadline; connecting and that deadline inside the worker timeout
+    deadline, statement = settings.DB_DEADLINE_MS / 1000, settings.DB_STATEMENT_TIMEOUT_MS / 1000
+    assert borrow + statement < deadline
+    assert settings.DATABASES["default"].get("OPTIONS", {}).get("connect_timeout", 3) + deadline < gunicorn["timeout"]
+    assert gunicorn["timeout"] < origin_read < alb_idle < gunicorn["keepalive"]
     target_group = {a["Key"]: a["Value"] for a in _props(app, "LoadBalancerTargetGroup")["TargetGroupAttributes"]}
     assert gunicorn["graceful_timeout"] >= int(target_group["deregistration_delay.timeout_seconds"]) == 30
 

@@ -7,10 +7,11 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 
+import pytest
 from django.conf import settings
 from gunicorn.workers.gthread import ThreadWorker
 
-from shop.workers import SLOTS, STALE_AFTER, FairThreadWorker, fewest_elsewhere
+from shop.workers import SLOTS, STALE_AFTER, FairThreadWorker, fewest_elsewhere, health_check_method
 
 WORKERS = 4
 CONNECTIONS = 48
@@ -44,6 +45,7 @@ def idle_worker(monkeypatch, *, resume_in: float) -> tuple[FairThreadWorker, lis
     )
     worker = FairThreadWorker.__new__(FairThreadWorker)
     worker.slot, worker.nr_conns, worker.worker_connections = 0, 0, 1000
+    worker.started = {}
     worker._accepting, worker.alive = False, True
     worker.resume_at = time.monotonic() + resume_in
     worker.table = table({})
@@ -139,3 +141,40 @@ def test_a_burst_of_keep_alive_connections_is_spread_over_the_workers():
     share = CONNECTIONS / WORKERS
     assert len(per_worker) == WORKERS, per_worker
     assert max(per_worker.values()) <= 1.5 * share, per_worker
+
+
+@pytest.mark.parametrize(
+    ("head", "method"),
+    [
+        (b"GET /health HTTP/1.1\r\nHost: 10.0.1.5\r\n\r\n", "GET"),
+        (b"HEAD /health?from=alb HTTP/1.0\r\n\r\n", "HEAD"),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n", None),  # headers not all here yet: a thread reads them
+        (b"GET /health/ready HTTP/1.1\r\n\r\n", None),  # readiness asks the dependencies: a request thread
+        (b"GET /healthz HTTP/1.1\r\n\r\n", None),
+        (b"POST /health HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", None),
+        (b"GET /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", None),
+        (b"GET /api/products HTTP/1.1\r\n\r\n", None),
+    ],
+)
+def test_health_check_method_recognises_only_a_whole_bodiless_health_request(head, method):
+    assert health_check_method(head) == method
+
+
+def test_a_connection_that_sends_nothing_waits_in_the_poller_not_in_a_thread():
+    # given: the shop's gunicorn settings (4 workers, 2 threads each) serving the pid app
+    port = free_port()
+    with gunicorn(port):
+        wait_for_workers(port)
+
+        # when: more silent connections are opened than there are request threads in all the workers
+        silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(WORKERS * 2 * 3)]
+        try:
+            time.sleep(0.5)
+            # then: a new connection is answered at once all the same
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                started = time.monotonic()
+                serving_pid(conn)
+                assert time.monotonic() - started < 1.0
+        finally:
+            for conn in silent:
+                conn.close()
