@@ -24,7 +24,10 @@ NOT_NEEDED = {
     ("*", "redshift-serverless:*"): "secret attachments to Redshift Serverless: the secrets attach to RDS",
     ("*", "payments:*"): "WAF marketplace rule groups: only AWS managed rule groups",
     ("*", "iam:DescribeOrganization"): "WAF Firewall Manager: no organization-wide policies",
-    ("*", "s3:*"): "S3 (log delivery to a bucket, SSM attachments, ElastiCache seeds, log exports): none used",
+    ("AWS::EC2::FlowLog", "s3:*"): "flow logs go to CloudWatch Logs, not a bucket",
+    ("AWS::WAFv2::LoggingConfiguration", "s3:*"): "WAF logs go to CloudWatch Logs, not a bucket",
+    ("AWS::SSM::Document", "s3:*"): "the migration document has no attachments from S3",
+    ("AWS::ElastiCache::ReplicationGroup", "s3:*"): "the cache is not seeded from an S3 snapshot",
     ("*", "s3:REST.PUT.OBJECT"): "not an IAM action (the LogGroup schema lists an S3 API call)",
     ("*", "cloudfront:CreateDistributionWithTags"): "not an IAM action: authorized as CreateDistribution and "
     "TagResource, both listed",
