@@ -37,6 +37,10 @@ def build_template(stack: str, settings):
         from opsinfra.cfn.edge_stack import build_edge
 
         build_edge(template, settings)
+    if stack != "bootstrap":
+        from opsinfra.cfn.common import bound_roles
+
+        bound_roles(template, project=settings.project)
     return template
 
 

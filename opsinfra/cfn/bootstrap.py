@@ -5,57 +5,53 @@ Deployed once per account and region by an administrator; every later deploy run
 
 from troposphere import Equals, GetAtt, If, Output, Ref, Sub, Template, iam, s3
 
-from opsinfra.cfn.common import checkov_skip, parameter, service_trust, stateful
+from opsinfra.cfn.common import checkov_skip, parameter, role_boundary_arn, role_boundary_name, service_trust, stateful
+from opsinfra.cfn.compute import AL2023_AMI
+from opsinfra.iam import execution as handler_needs
 from opsinfra.stacks import StackSettings
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 # GitHub's OIDC certificate thumbprints; IAM no longer checks them for GitHub, but moto and older APIs want one.
 GITHUB_THUMBPRINTS = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8759bf075b76b750d4f2df264fcd"]
-# Services whose resources the app and edge stacks create. Each is a service prefix, never "*".
-EXECUTION_SERVICES = (
-    "acm",
-    "autoscaling",
-    "cloudfront",
-    "cloudwatch",
-    "ec2",
-    "elasticache",
-    "elasticloadbalancing",
-    "kms",
-    "logs",
-    "rds",
-    "route53",
-    "secretsmanager",
-    "sns",
-    "ssm",
-    "wafv2",
-)
-IAM_ROLE_ACTIONS = [
-    "iam:AddRoleToInstanceProfile",
-    "iam:AttachRolePolicy",
-    "iam:CreateInstanceProfile",
-    "iam:CreateRole",
-    "iam:DeleteInstanceProfile",
-    "iam:DeleteRole",
-    "iam:DeleteRolePolicy",
-    "iam:DetachRolePolicy",
-    "iam:GetInstanceProfile",
-    "iam:GetRole",
-    "iam:GetRolePolicy",
-    "iam:PassRole",
-    "iam:PutRolePolicy",
-    "iam:RemoveRoleFromInstanceProfile",
-    "iam:TagRole",
-    "iam:UntagRole",
-    "iam:UpdateAssumeRolePolicy",
+# The largest managed policy IAM takes, in characters without whitespace; the execution role's actions are split
+# into policies under it (an inline policy would hit the role's 10,240-character aggregate limit).
+MANAGED_POLICY_LIMIT = 6_144
+# The checkov findings of each execution policy part, as split today (test_cfn_checkov fails on a stale entry).
+EXECUTION_POLICY_CHECKS = {
+    1: ("CKV_AWS_107", "CKV_AWS_109", "CKV_AWS_111"),
+    2: ("CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111"),
+}
+BOUNDARY_ACTIONS = [
+    # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs) and
+    # AmazonSSMManagedInstanceCore, which the instance role attaches. tests/opsinfra/test_iam_execution.py checks
+    # that every action the app stack's roles are granted is inside.
+    "autoscaling:CompleteLifecycleAction",
+    "ec2messages:*",
+    "logs:CreateLogStream",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "s3:GetObject",
+    "secretsmanager:GetSecretValue",
+    "ssm:DescribeAssociation",
+    "ssm:DescribeDocument",
+    "ssm:GetDeployablePatchSnapshotForInstance",
+    "ssm:GetDocument",
+    "ssm:GetManifest",
+    "ssm:GetParameter",
+    "ssm:GetParameters",
+    "ssm:ListAssociations",
+    "ssm:ListInstanceAssociations",
+    "ssm:PutComplianceItems",
+    "ssm:PutConfigurePackageResult",
+    "ssm:PutInventory",
+    "ssm:UpdateAssociationStatus",
+    "ssm:UpdateInstanceAssociationStatus",
+    "ssm:UpdateInstanceInformation",
+    "ssmmessages:*",
 ]
-CHANGE_SET_READ = [
-    "cloudformation:DescribeChangeSet",
-    "cloudformation:DescribeStackEvents",
-    "cloudformation:DescribeStacks",
-    "cloudformation:GetTemplate",
-    "cloudformation:ListChangeSets",
-]
+# What deploy_stack reads of a stack and its change sets (tests/opsinfra/test_iam_pipeline.py records it).
+CHANGE_SET_READ = ["cloudformation:DescribeChangeSet", "cloudformation:DescribeStacks", "cloudformation:ListChangeSets"]
 
 
 def _policy(name: str, *statements: dict) -> iam.Policy:
@@ -67,6 +63,58 @@ def _allow(sid: str, actions, resource, **condition) -> dict:
     if condition:
         statement["Condition"] = condition
     return statement
+
+
+def _compact_size(value) -> int:
+    import json
+
+    return len(json.dumps(value, separators=(",", ":"), default=str))
+
+
+def _read_wildcards(actions: set[str]) -> list[str]:
+    """Describe* and List* per service in place of the single reads (they return configuration, never data);
+    every Get and every write stays spelled out."""
+    patterns = set()
+    for action in actions:
+        service, name = action.split(":", 1)
+        prefix = next((verb for verb in ("Describe", "List") if name.startswith(verb)), None)
+        patterns.add(f"{service}:{prefix}*" if prefix else action)
+    return sorted(patterns)
+
+
+def _execution_policies(t: Template, role: iam.Role, actions: set[str]) -> None:
+    """The non-IAM actions on Resource "*" (most have no resource-level create permissions), in managed policies
+    under IAM's size limit, attached to the role."""
+    by_service: dict[str, list[str]] = {}
+    for action in _read_wildcards({action for action in actions if not action.startswith("iam:")}):
+        by_service.setdefault(action.split(":", 1)[0], []).append(action)
+    chunks: list[list[str]] = [[]]
+    for service in sorted(by_service):
+        statement = {"Effect": "Allow", "Action": by_service[service], "Resource": "*"}
+        # Leave room for the document's own keys and the Sid.
+        if chunks[-1] and _compact_size(chunks[-1] + by_service[service]) + 200 > MANAGED_POLICY_LIMIT:
+            chunks.append([])
+        chunks[-1].extend(statement["Action"])
+    for index, chunk in enumerate(chunks, start=1):
+        policy = t.add_resource(
+            iam.ManagedPolicy(
+                f"BootstrapExecutionPolicy{index}",
+                Description=f"CloudFormation resource handlers of the shop stacks, part {index} of {len(chunks)}",
+                Roles=[Ref(role)],
+                PolicyDocument={
+                    "Version": "2012-10-17",
+                    "Statement": [_allow("StackResources", sorted(chunk), "*")],
+                },
+            )
+        )
+        reasons = {
+            "CKV_AWS_107": "CloudFormation creates the stacks' credentials (secrets, the proxy's auth) it never reads",
+            "CKV_AWS_108": "CloudFormation reads what it creates; the read handlers need these Get calls",
+            "CKV_AWS_109": "CloudFormation manages the stacks' KMS key policies and topic policies",
+            "CKV_AWS_111": "resource handlers create resources whose ARNs do not exist before the deploy",
+        }
+        # Which checks each part trips follows from which services it holds; test_cfn_checkov names a change.
+        checkov_skip(policy, **{check: reasons[check] for check in EXECUTION_POLICY_CHECKS.get(index, ())})
 
 
 def _github_trust(provider, repository: Ref, subject: str) -> dict:
@@ -160,33 +208,66 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
             },
         )
     )
-    bucket_objects = Sub(f"${{{bucket.title}.Arn}}/*")
-    shop_roles = Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{project}-*")
-    execution = t.add_resource(
+    templates = Sub(f"${{{bucket.title}.Arn}}/templates/*")
+    releases = Sub(f"${{{bucket.title}.Arn}}/releases/*")
+    account = "arn:${AWS::Partition}:iam::${AWS::AccountId}"
+    shop_roles = Sub(f"{account}:role/{project}-*")
+    boundary_arn = role_boundary_arn(project)
+    boundary = t.add_resource(
+        iam.ManagedPolicy(
+            "BootstrapRoleBoundary",
+            ManagedPolicyName=role_boundary_name(project),
+            Description="Permissions boundary of every role the shop stacks create: the most such a role may do",
+            PolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    _allow("StackRoleWork", BOUNDARY_ACTIONS, "*"),
+                    {"Sid": "NoIdentityChanges", "Effect": "Deny",
+                     "Action": ["iam:*", "sts:AssumeRole", "organizations:*", "account:*"], "Resource": "*"},
+                ],
+            },
+        )
+    )  # fmt: skip
+    checkov_skip(
+        boundary,
+        CKV_AWS_108="a ceiling, not a grant: the roles' own policies name the objects, parameters, secrets they read",
+        CKV_AWS_111="a ceiling, not a grant: the roles' own policies name the resources they write",
+    )
+    iam_actions = sorted(action for action in handler_needs.execution_actions(handler_needs.handlers_types()) if
+                         action.startswith("iam:"))  # fmt: skip
+    bounded = [action for action in iam_actions if action in handler_needs.BOUNDARY_ACTIONS]
+    profile_actions = [action for action in iam_actions if "InstanceProfile" in action]
+    role_actions = [action for action in iam_actions if action not in {*bounded, *profile_actions,
+                                                                        "iam:CreateServiceLinkedRole"}]  # fmt: skip
+    passed_to = sorted({service for service in handler_needs.PASSED_TO.values() if service})
+    execution_role = t.add_resource(
         iam.Role(
             "BootstrapExecutionRole",
             AssumeRolePolicyDocument=service_trust("cloudformation.amazonaws.com"),
             Policies=[
                 _policy(
-                    "create-shop-stacks",
-                    _allow("StackServices", [f"{service}:*" for service in EXECUTION_SERVICES], "*"),
+                    "stack-roles",
                     # Roles the stacks create are named <stack name>-<logical id>-<suffix>: all start with the project.
-                    _allow("StackRoles", IAM_ROLE_ACTIONS, [shop_roles,
-                           Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:instance-profile/{project}-*")]),
+                    _allow("RolesUnderBoundary", bounded, shop_roles,
+                           StringEquals={"iam:PermissionsBoundary": boundary_arn}),
+                    _allow("Roles", role_actions, shop_roles),
+                    _allow("InstanceProfiles", profile_actions, Sub(f"{account}:instance-profile/{project}-*")),
+                    _allow("PassStackRoles", "iam:PassRole", shop_roles,
+                           StringEquals={"iam:PassedToService": passed_to}),
                     _allow("ServiceLinkedRoles", "iam:CreateServiceLinkedRole",
-                           Sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/*")),
-                    _allow("ReadArtifacts", "s3:GetObject", bucket_objects),
+                           Sub(f"{account}:role/aws-service-role/*")),
+                    {"Sid": "KeepBoundary", "Effect": "Deny", "Action": "iam:DeleteRolePermissionsBoundary",
+                     "Resource": "*"},
+                    {"Sid": "BoundaryIsFixed", "Effect": "Deny",
+                     "Action": ["iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion",
+                                "iam:SetDefaultPolicyVersion"],
+                     "Resource": boundary_arn},
                 ),
             ],
         )
     )  # fmt: skip
-    checkov_skip(
-        execution,
-        CKV_AWS_107="CloudFormation creates the stacks' secrets; it never reads them",
-        CKV_AWS_108="CloudFormation must describe and create resources whose ARNs do not exist before the deploy",
-        CKV_AWS_109="CloudFormation manages the stacks' KMS keys and their policies",
-        CKV_AWS_111="creating resources needs Resource * for services without resource-level create permissions",
-    )
+    execution_role.DependsOn = [boundary.title]
+    _execution_policies(t, execution_role, handler_needs.execution_actions(handler_needs.handlers_types()))
     provider = t.add_resource(
         iam.OIDCProvider(
             "BootstrapGitHubOidcProvider",
@@ -198,6 +279,10 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     )
     provider_arn = If("BootstrapCreateOidcProvider", Ref(provider), Ref(existing_provider))
     stacks = Sub(f"arn:${{AWS::Partition}}:cloudformation:*:${{AWS::AccountId}}:stack/{project}-*/*")
+    shop_groups = Sub("arn:${AWS::Partition}:autoscaling:*:${AWS::AccountId}:autoScalingGroup:*:"
+                      f"autoScalingGroupName/{project}-*")  # fmt: skip
+    # Public parameters belong to no account.
+    ami_parameter = Sub(f"arn:${{AWS::Partition}}:ssm:*::parameter{AL2023_AMI}")
     # The edge stack lives in us-east-1, so stack and distribution ARNs allow any region of the account.
     deploy = t.add_resource(
         iam.Role(
@@ -208,24 +293,32 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     "deploy",
                     _allow("ChangeSets", ["cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet",
                                           "cloudformation:DeleteChangeSet", "cloudformation:CancelUpdateStack",
-                                          *CHANGE_SET_READ], stacks),
-                    _allow("PassExecutionRole", "iam:PassRole", GetAtt(execution, "Arn"),
+                                          "cloudformation:DescribeStackEvents", *CHANGE_SET_READ], stacks),
+                    _allow("PassExecutionRole", "iam:PassRole", GetAtt(execution_role, "Arn"),
                            StringEquals={"iam:PassedToService": "cloudformation.amazonaws.com"}),
-                    _allow("Artifacts", ["s3:PutObject", "s3:GetObject"], bucket_objects),
+                    # CloudFormation reads a TemplateURL with the caller's credentials; HeadObject is s3:GetObject.
+                    _allow("Artifacts", ["s3:PutObject", "s3:GetObject"], [templates, releases]),
+                    # Without ListBucket S3 answers HeadObject of a missing bundle with 403, not 404.
+                    _allow("ListArtifacts", "s3:ListBucket", GetAtt(bucket, "Arn")),
+                    # CloudFormation resolves SSM-typed parameters (the AMI id) with the caller's credentials.
+                    _allow("ResolveAmi", "ssm:GetParameters", ami_parameter),
                     _allow("Release", ["ssm:PutParameter", "ssm:GetParameter"],
                            Sub(f"arn:${{AWS::Partition}}:ssm:*:${{AWS::AccountId}}:parameter/{project}/*/release")),
-                    _allow("InstanceRefresh", "autoscaling:StartInstanceRefresh",
-                           Sub("arn:${AWS::Partition}:autoscaling:*:${AWS::AccountId}:autoScalingGroup:*:"
-                               f"autoScalingGroupName/{project}-*")),
+                    # The instance refresh (deploy_app) and the sale windows (schedule_peak).
+                    _allow("AppGroup", ["autoscaling:StartInstanceRefresh",
+                                        "autoscaling:PutScheduledUpdateGroupAction",
+                                        "autoscaling:DeleteScheduledAction"], shop_groups),
                     # Describe calls have no resource-level permissions.
                     _allow("Describe", ["autoscaling:DescribeInstanceRefreshes",
-                                        "autoscaling:DescribeAutoScalingGroups", "ssm:GetCommandInvocation",
-                                        "ssm:ListCommandInvocations"], "*"),
+                                        "autoscaling:DescribeAutoScalingGroups",
+                                        "autoscaling:DescribeScheduledActions", "ssm:GetCommandInvocation"], "*"),
                     # deploy_app reads which parameters the migration document takes before it sends it.
                     _allow("MigrationDocument", "ssm:DescribeDocument",
                            Sub(f"arn:${{AWS::Partition}}:ssm:*:${{AWS::AccountId}}:document/{project}-*-migrate")),
                     _allow("Migrations", "ssm:SendCommand", [
                         Sub(f"arn:${{AWS::Partition}}:ssm:*:${{AWS::AccountId}}:document/{project}-*-migrate"),
+                        # A stack without a migration document: deploy_app sends AWS's own shell document.
+                        Sub("arn:${AWS::Partition}:ssm:*::document/AWS-RunShellScript"),
                         Sub("arn:${AWS::Partition}:ec2:*:${AWS::AccountId}:instance/*"),
                     ]),
                     _allow("Invalidations", ["cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"],
@@ -243,15 +336,20 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     "preview",
                     _allow("ChangeSets", ["cloudformation:CreateChangeSet", "cloudformation:DeleteChangeSet",
                                           *CHANGE_SET_READ], stacks),
-                    _allow("ReadArtifacts", "s3:GetObject", bucket_objects),
-                    _allow("ListArtifacts", "s3:ListBucket", GetAtt(bucket, "Arn")),
+                    # The app template is over 51,200 bytes: it goes to S3 first, and CloudFormation reads it back
+                    # with the caller's credentials.
+                    _allow("Templates", ["s3:PutObject", "s3:GetObject"], templates),
+                    _allow("ResolveAmi", "ssm:GetParameters", ami_parameter),
                 )
             ],
         )
     )  # fmt: skip
     outputs = {
         "ArtifactsBucketName": (Ref(bucket), "Bucket for templates over 51,200 bytes and release bundles"),
-        "CloudFormationExecutionRoleArn": (GetAtt(execution, "Arn"), "Role CloudFormation runs the shop stacks as"),
+        "CloudFormationExecutionRoleArn": (
+            GetAtt(execution_role, "Arn"),
+            "Role CloudFormation runs the shop stacks as",
+        ),
         "DeployRoleArn": (GetAtt(deploy, "Arn"), "Role GitHub Actions assumes from the production environment"),
         "PreviewRoleArn": (GetAtt(preview, "Arn"), "Role GitHub Actions assumes for pull requests (change sets only)"),
         "OidcProviderArn": (provider_arn, "The account's GitHub OIDC provider"),

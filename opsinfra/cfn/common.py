@@ -1,6 +1,6 @@
 """Helpers every part uses: parameters, suppressions with their reasons, stateful-resource policies."""
 
-from troposphere import AWSObject, Parameter, Tags, Template
+from troposphere import AWSObject, Parameter, Sub, Tags, Template
 
 
 def parameter(t: Template, name: str, *, default, description: str, **kwargs) -> Parameter:
@@ -70,3 +70,21 @@ def service_trust(service: str, **conditions) -> dict:
     if conditions:
         statement["Condition"] = conditions
     return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+def role_boundary_name(project: str) -> str:
+    """The managed policy the bootstrap stack defines as the permissions boundary of every role the stacks make."""
+    return f"{project}-role-boundary"
+
+
+def role_boundary_arn(project: str) -> Sub:
+    return Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:policy/{role_boundary_name(project)}")
+
+
+def bound_roles(t: Template, *, project: str) -> None:
+    """Every role of the template carries the boundary: the execution role may create no role without it."""
+    from troposphere import iam
+
+    for resource in t.resources.values():
+        if isinstance(resource, iam.Role):
+            resource.PermissionsBoundary = role_boundary_arn(project)

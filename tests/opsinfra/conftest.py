@@ -18,11 +18,18 @@ from botocore.stub import Stubber
 from django.core.management import call_command
 
 from opsinfra import aws
+from opsinfra.iam import pipeline, recorder
+from opsinfra.iam.roles import Place
 from opsinfra.services import deploy, events, templates
 from tests.opsinfra import emulator
 
 PORTS = range(8401, 8420)
 REGION = "us-east-1"
+# moto's default account: the ARNs the commands see on the emulator.
+ACCOUNT = "123456789012"
+# Options every Django command has; they say nothing about what the command does.
+COMMON_OPTIONS = {"stdout", "stderr", "verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color",
+                  "skip_checks"}  # fmt: skip
 
 
 def _free_port() -> int:
@@ -73,8 +80,75 @@ def clock(monkeypatch):
     return fake
 
 
+def _frozen(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
 @pytest.fixture
-def aws_env(moto_server, monkeypatch, settings, tmp_path, clock):
+def aws_calls(monkeypatch):
+    """Every AWS call the ops code makes through opsinfra.aws.client, as IAM authorizes it, with the command that
+    made it (docs/iam.md). Test set-up calls (boto3 directly) are not recorded."""
+    from django.core.management.base import BaseCommand
+
+    recording = recorder.Recorder(account=ACCOUNT)
+    real_client = aws.client
+
+    def client(service, *, region=None):
+        made = real_client(service, region=region)
+        recording.attach(made)
+        return made
+
+    original_execute = BaseCommand.execute
+
+    def execute(command, *args, **options):
+        name = command.__module__.rsplit(".", 1)[-1]
+        shown = tuple(sorted((key, _frozen(value)) for key, value in options.items() if key not in COMMON_OPTIONS))
+        token = recorder.current_command.set(recorder.Invocation(name, shown))
+        try:
+            return original_execute(command, *args, **options)
+        finally:
+            recorder.current_command.reset(token)
+
+    monkeypatch.setattr(aws, "client", client)
+    monkeypatch.setattr(BaseCommand, "execute", execute)
+    return recording
+
+
+@pytest.fixture(scope="session")
+def bootstrap_synthesized():
+    return pipeline.synthesized("bootstrap")
+
+
+def _deployed_physical_ids(endpoint: str, stack_name: str) -> dict[str, str]:
+    import boto3
+
+    cfn = boto3.client("cloudformation", endpoint_url=endpoint, region_name=REGION)
+    try:
+        listed = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    except cfn.exceptions.ClientError:
+        return {}
+    return {item["LogicalResourceId"]: item["PhysicalResourceId"] for item in listed}
+
+
+@pytest.fixture
+def iam_checked(request, aws_calls, bootstrap_synthesized, moto_server):
+    """After the test: every call a command made must be allowed by the role that runs the command in production,
+    as the synthesized bootstrap template defines it. Tests on the hand-made small templates are not production's
+    calls and are not checked."""
+    yield aws_calls
+    if "small_stacks" in request.fixturenames:
+        return
+    physical = _deployed_physical_ids(moto_server, "shop-bootstrap")
+    if "BootstrapExecutionRole" not in physical:
+        physical = {}
+    place = Place(account=ACCOUNT, region=REGION, stack_name="shop-bootstrap", physical=physical)
+    policies, boundaries = pipeline.pipeline_policies(bootstrap_synthesized, place)
+    refused = pipeline.refusals(aws_calls.calls, policies=policies, boundaries=boundaries)
+    assert not refused, "calls the production role does not allow:\n" + "\n".join(map(str, refused))
+
+
+@pytest.fixture
+def aws_env(moto_server, monkeypatch, settings, tmp_path, clock, iam_checked):
     """A clean emulator and an environment that points every boto3 client at it."""
     requests.post(f"{moto_server}/moto-api/reset", timeout=10)
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
