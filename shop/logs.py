@@ -161,6 +161,11 @@ class QuietStreamHandler(logging.StreamHandler):
             self._write_repeats(window)
         return super().handle(record)
 
+    def reset(self) -> None:
+        """Forget every open window, so the next warning of each kind is written at once (tests)."""
+        with self._windows_lock:
+            self._windows.clear()
+
     def sweep(self, now: float | None = None) -> None:
         """Write the count of every window that has ended (the sweeper thread calls this every second)."""
         now = time.monotonic() if now is None else now

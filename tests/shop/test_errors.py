@@ -27,6 +27,7 @@ def log_output():
     stream = io.StringIO()
     # Not setStream(): it flushes the old stream, which pytest's capture may already have closed.
     previous, handler.stream = handler.stream, stream
+    handler.reset()  # a warning an earlier test wrote must not hide this test's (shop.logs.QuietStreamHandler)
     yield stream
     handler.stream = previous
 
