@@ -150,10 +150,14 @@ def products_on_sale() -> frozenset[int]:
 
     A gate missing from Redis (never built, or Redis lost it) is rebuilt here, by one worker at a time.
     """
-    now = time.monotonic()
-    if now - _sales.read_at < SALES_REFRESH_SECONDS or not _sales.lock.acquire(blocking=False):
+    if time.monotonic() - _sales.read_at < SALES_REFRESH_SECONDS:
         return _sales.product_ids
-    try:
+    # The other threads wait for the read (one Redis round trip a second): one that went on with a list known to be
+    # stale could pass a product just put on sale, or just rebuilt, by the gate.
+    with _sales.lock:
+        now = time.monotonic()
+        if now - _sales.read_at < SALES_REFRESH_SECONDS:
+            return _sales.product_ids
         fields = redis_call(lambda client: client.hkeys(GATE_KEY), None)
         if fields is None:  # Redis down: no gate until it answers again
             _sales.product_ids = frozenset()
@@ -163,8 +167,6 @@ def products_on_sale() -> frozenset[int]:
             _sales.product_ids = frozenset(int(name[2:]) for name in fields if name.startswith(b"s:"))
         _sales.read_at = now
         return _sales.product_ids
-    finally:
-        _sales.lock.release()
 
 
 def admit(*, lines: list[tuple[int, int]], key_marker: str = "") -> Admission | Refusal:

@@ -7,9 +7,8 @@ import pytest
 from django.utils import timezone
 
 from catalog import gate
-from catalog.services import flash_sale_start
-
 from catalog.models import Inventory, Product
+from catalog.services import flash_sale_start
 from checkout import ratelimit
 from checkout.models import IdempotencyRecord, Order, OrderLine
 from checkout.services import session_create
@@ -43,9 +42,7 @@ def on_sale(needs_redis):
     with the gate built; the workers of this process see it at once."""
 
     def start(product, *, max_per_session=None, starts_at=None):
-        flash_sale_start(
-            product_id=product.pk, starts_at=starts_at or timezone.now(), max_per_session=max_per_session
-        )
+        flash_sale_start(product_id=product.pk, starts_at=starts_at or timezone.now(), max_per_session=max_per_session)
         gate.gate_rebuild()
         return product
 
