@@ -107,6 +107,7 @@ class Admission:
 
     gen: str = ""
     lines: tuple[tuple[int, int], ...] = ()
+    key_marker: str = ""  # see key_marker(): forget it (key_forget) when the attempt leaves no answer to replay
 
 
 NO_ADMISSION = Admission()
@@ -169,11 +170,11 @@ def products_on_sale() -> frozenset[int]:
         return _sales.product_ids
 
 
-def admit(*, lines: list[tuple[int, int]], key_marker: str = "") -> Admission | Refusal:
+def admit(*, lines: list[tuple[int, int]], token: str, idempotency_key: str | None) -> Admission | Refusal:
     """Take the `(product_id, quantity)` lines' units from the gate, all or none.
 
     Lines of products not on sale pass untouched. Returns the Admission (NO_ADMISSION when no line is on sale, the
-    gate cannot answer, or `key_marker` (see key_marker()) was admitted before: the caller goes to PostgreSQL as
+    gate cannot answer, or this session's `idempotency_key` was admitted before: the caller goes to PostgreSQL as
     without a gate), or a Refusal.
     """
     on_sale = products_on_sale()
@@ -185,13 +186,13 @@ def admit(*, lines: list[tuple[int, int]], key_marker: str = "") -> Admission | 
     args = [int(timezone.now().timestamp() * 1000)]
     for pid, quantity in gated:
         args += [pid, quantity]
-    keys = [GATE_KEY, key_marker]
-    answer = redis_call(lambda client: _script(ADMIT_LUA)(keys=keys, args=args, client=client), None)
+    marker = key_marker(token=token, idempotency_key=idempotency_key)
+    answer = redis_call(lambda client: _script(ADMIT_LUA)(keys=[GATE_KEY, marker], args=args, client=client), None)
     if answer is None:
         return NO_ADMISSION
     status = answer[0]
     if status == 0:
-        return Admission(gen=answer[1].decode(), lines=gated)
+        return Admission(gen=answer[1].decode(), lines=gated, key_marker=marker)
     if status in (1, 2):
         reason = "sold_out" if status == 1 else "sale_not_started"
         return Refusal(product_ids=[int(pid) for pid in answer[1:]], reason=reason)

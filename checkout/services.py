@@ -94,8 +94,9 @@ def checkout_place(*, token: str | None, lines: list[LineRequest], idempotency_k
     if not token:
         raise SessionRequired()
     lines = lines_merge(lines=lines)
-    marker = gate.key_marker(token=token, idempotency_key=idempotency_key)
-    admission = gate.admit(lines=[(line.product_id, line.quantity) for line in lines], key_marker=marker)
+    admission = gate.admit(
+        lines=[(line.product_id, line.quantity) for line in lines], token=token, idempotency_key=idempotency_key
+    )
     if isinstance(admission, gate.Refusal):
         raise InsufficientStock(product_ids=admission.product_ids, reason=admission.reason)
     if admission is gate.NO_ADMISSION:
@@ -124,7 +125,7 @@ def checkout_place(*, token: str | None, lines: list[LineRequest], idempotency_k
         raise
     except BaseException:
         gate.give_back(admission)
-        gate.key_forget(marker)
+        gate.key_forget(admission.key_marker)
         raise
     if isinstance(start.claim, Order):  # a repeat of an earlier order: nothing was sold now
         gate.give_back(admission)
