@@ -4,6 +4,7 @@ oversold, and a gate lost mid-sale is rebuilt."""
 import random
 import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 from django.db.models import Sum
@@ -11,13 +12,33 @@ from django.db.models import Sum
 from catalog import gate
 from checkout.models import Order, OrderLine
 from tests.checkout.conftest import stock_of
-from tests.checkout.test_concurrency import post_checkout, run_together, tokens
+from tests.checkout.test_concurrency import THREADS, post_checkout, tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# 10,000 attempts take about a minute on a busy 2-core machine; most of them are sold-out answers from the gate.
+# 10,000 attempts take 40-50 s on the shared 2-core machine; most of them are sold-out answers from the gate.
 MIXED_ATTEMPTS = 10_000
 DOORBUSTER_UNITS = 300
+# A bound for a hang, not a speed target: ten times what the races take when the machine is busy.
+DEADLINE_SECONDS = 600
+
+
+def run_together(calls: list) -> list[tuple[int, dict]]:
+    """Run the calls on THREADS threads, released at once; fail (not hang) past DEADLINE_SECONDS, and then stop
+    the calls not yet started, so none runs on into the next test."""
+    start = threading.Event()
+
+    def call(fn):
+        start.wait(DEADLINE_SECONDS)
+        return fn()
+
+    pool = ThreadPoolExecutor(max_workers=THREADS)
+    futures = [pool.submit(call, fn) for fn in calls]
+    start.set()
+    _, pending = wait(futures, timeout=DEADLINE_SECONDS)
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert not pending, f"{len(pending)} checkouts still running after {DEADLINE_SECONDS} s"
+    return [future.result() for future in futures]
 
 
 def sold(product) -> int:
