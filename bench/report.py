@@ -180,6 +180,54 @@ def check_targets(
     return check
 
 
+@dataclass
+class DoorbusterRace:
+    """One race of the doorbuster pass: checkouts for one product on flash sale, and what PostgreSQL shows after."""
+
+    connections: int
+    attempts: int
+    answered: int
+    orders: int
+    sold_out: int
+    shed_503: int  # 503 with Retry-After: load shed, counted apart
+    other_5xx: int
+    other: int
+    stock_after: int
+    units_sold: int
+    transactions: int  # pg_stat_database commits + rollbacks during the race
+    socket_errors: int
+    seconds: float
+
+
+def check_doorbuster(races: list[DoorbusterRace], rows: list[Row], *, units: int) -> Check:
+    """The doorbuster's targets: exactly `units` sold, stock 0, no 5xx but shed 503s, transactions near the
+    orders, and the sold-out answers at >= 0.5x the floor's requests/s. (How many of the attempts were answered
+    is reported, not judged: wrk may build a request it never sends, which the script counts as sent.)"""
+    check = Check()
+    for race in races:
+        label = f"doorbuster @{race.connections}"
+        check.add(f"{label} orders", str(race.orders), f"== {units}", race.orders == units == race.units_sold)
+        check.add(f"{label} stock after", str(race.stock_after), "== 0", race.stock_after == 0)
+        check.add(f"{label} socket errors", str(race.socket_errors), "0", race.socket_errors == 0)
+        check.add(f"{label} 5xx (not shed)", str(race.other_5xx), "0", race.other_5xx == 0)
+        per_order = race.transactions / race.orders if race.orders else float("inf")
+        check.add(f"{label} transactions", f"{race.transactions} ({per_order:.1f}/order)", "<= 3/order", per_order <= 3)
+    for row in rows:
+        if row.endpoint == "checkout_sold_out" and row.rps_ratio is not None:
+            label = f"{row.endpoint} @{row.connections}"
+            check.add(f"{label} rps", f"{row.rps_ratio:.2f}x floor", ">= 0.50x", row.rps_ratio >= 0.5)
+    return check
+
+
+def format_race(race: DoorbusterRace) -> str:
+    return (
+        f"race c={race.connections:<3} {race.answered}/{race.attempts} answered in {race.seconds:.1f} s: "
+        f"201 {race.orders}, 409 {race.sold_out}, shed 503 {race.shed_503}, other 5xx {race.other_5xx}, "
+        f"other {race.other}, socket errors {race.socket_errors}; sold {race.units_sold}, stock {race.stock_after}; "
+        f"PostgreSQL transactions {race.transactions}"
+    )
+
+
 def format_table(rows: list[Row]) -> str:
     header = (
         f"{'endpoint':<22}{'conn':>5}{'rps':>9}{'floor':>9}{'ratio':>7}{'p50':>8}{'p95':>8}"

@@ -1,8 +1,10 @@
 """`make bench`: the shop's serving path measured against the floor, on PostgreSQL + Redis, with wrk.
 
-Two passes, each on a freshly created database: 100 products (every endpoint, checkouts included) and 100,000
-products (the product list, hit and cold). Each pass starts three servers with the same gunicorn and the same
-shop/gunicorn.conf.py: the shop, the shop "cold" and the floor (bench/floor.py). It warms every endpoint up, then
+Three passes, each on a freshly created database: 100 products (every endpoint, checkouts included), 100,000
+products (the product list, hit and cold), and the doorbuster (5,000 checkouts racing for 500 units of one product
+on flash sale at 64 and 256 connections, then that product's sold-out answers beside the floor; docs/doorbuster.md).
+Each pass starts up to three servers with the same gunicorn and the same shop/gunicorn.conf.py: the shop, the shop
+"cold" and the floor (bench/floor.py). It warms every endpoint up, then
 runs each endpoint at each concurrency BENCH_REPEATS times, round robin with the floor, so every figure has a
 floor figure measured minutes apart at most. Results: a table on stdout and bench/results/<timestamp>.json.
 Servers are stopped on any exit.
@@ -14,9 +16,9 @@ and serialization of a cache miss from PostgreSQL, without the three sub-millise
 lock, store) a real miss adds.
 
 Environment (all optional): BENCH_DATABASE_URL (dropped and recreated; the 100,000-product pass uses the same
-name + "_large"), BENCH_REDIS_URL (its db is flushed), BENCH_PORT (8601: three ports per pass from it, and
-BENCH_PORT + 28 kept closed for the cold server's Redis), BENCH_DURATION,
-BENCH_WARMUP, BENCH_REPEATS, BENCH_ONLY (comma-separated endpoint names), BENCH_PASSES (small,large),
+name + "_large", the doorbuster pass name + "_door"), BENCH_REDIS_URL (its db is flushed), BENCH_PORT (8601:
+three ports per pass from it, and BENCH_PORT + 28 kept closed for the cold server's Redis), BENCH_DURATION,
+BENCH_WARMUP, BENCH_REPEATS, BENCH_ONLY (comma-separated endpoint names), BENCH_PASSES (small,large,doorbuster),
 BENCH_PROFILE (endpoint names: after the measured runs, one more run of each at its highest concurrency under
 py-spy, from requirements/dev.txt; the summary is printed and the stacks kept in bench/results/), QUICK=1 (one
 short repeat: for iteration, not for reporting).
@@ -25,6 +27,7 @@ short repeat: for iteration, not for reporting).
 import json
 import os
 import secrets
+import select
 import signal
 import socket
 import subprocess
@@ -56,6 +59,15 @@ SESSIONS = 256
 # Deep enough that no checkout in a pass runs out: 409s would measure the refusal path instead.
 DEEP_STOCK = 1_000_000_000
 CHECKOUT = "bench/lua/checkout.lua"
+DOORBUSTER = "bench/lua/doorbuster.lua"
+# The doorbuster pass: this many checkouts race for DOORBUSTER_UNITS units of one product on flash sale, at
+# each of DOORBUSTER_CONNECTIONS; a bot's session may buy DOORBUSTER_LIMIT (SESSIONS x limit >= units).
+DOORBUSTER_ATTEMPTS = 5_000
+DOORBUSTER_UNITS = 500
+DOORBUSTER_LIMIT = 2
+DOORBUSTER_CONNECTIONS = (64, 256)
+# wrk's --timeout: a thread that lost an answer to it is stopped this long after the first thread is done.
+RACE_GRACE_SECONDS = 10
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -83,7 +95,7 @@ def config_from_env() -> Config:
         warmup=int(os.environ.get("BENCH_WARMUP", 1 if quick else 2)),
         repeats=int(os.environ.get("BENCH_REPEATS", 1 if quick else 3)),
         only={name for name in os.environ.get("BENCH_ONLY", "").split(",") if name},
-        passes=[name for name in os.environ.get("BENCH_PASSES", "small,large").split(",") if name],
+        passes=[name for name in os.environ.get("BENCH_PASSES", "small,large,doorbuster").split(",") if name],
         profile={name for name in os.environ.get("BENCH_PROFILE", "").split(",") if name},
     )
 
@@ -278,7 +290,7 @@ def wrk(cfg: Config, endpoint: Endpoint, server: Server, connections: int, secon
     """`run_id` must be unique per run: the checkout script builds its Idempotency-Keys from it."""
     threads = min(cfg.wrk_threads, connections)
     args = list(endpoint.script_args)
-    if endpoint.script == CHECKOUT:
+    if endpoint.script in (CHECKOUT, DOORBUSTER):
         args = [*args, run_id, str(threads)]
     command = [
         "wrk",
@@ -570,6 +582,157 @@ def run_pass(cfg: Config, name: str, products_count: int, port: int, stamp: str)
     }
 
 
+def database_transactions(url: str) -> int:
+    """Commits and rollbacks of the database so far (pg_stat_database; backends report them within a second)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return row[0]
+
+
+def doorbuster_stock(url: str, product_id: int) -> tuple[int, int]:
+    """The product's stock now and the units sold of it in orders."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        stock = conn.execute("SELECT quantity FROM catalog_inventory WHERE product_id = %s", (product_id,)).fetchone()[
+            0
+        ]
+        sold = conn.execute(
+            "SELECT coalesce(sum(quantity), 0) FROM checkout_orderline WHERE product_id = %s", (product_id,)
+        ).fetchone()[0]
+    return stock, sold
+
+
+def doorbuster_reset(url: str, product_id: int, env: dict[str, str]) -> None:
+    """A fresh race: no orders (every session may buy its limit again), DOORBUSTER_UNITS on hand, the gate rebuilt."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM checkout_idempotencyrecord")
+        conn.execute("DELETE FROM checkout_orderline")
+        conn.execute("DELETE FROM checkout_order")
+        conn.execute("UPDATE catalog_inventory SET quantity = %s WHERE product_id = %s", (DOORBUSTER_UNITS, product_id))
+    manage("flash_sale", "--rebuild", env=env)
+
+
+def doorbuster_race(cfg: Config, server: Server, tokens_file: Path, product_id: int, connections: int, env, url):
+    """DOORBUSTER_ATTEMPTS checkouts at `connections`; what they were answered and what PostgreSQL did."""
+    doorbuster_reset(url, product_id, env)
+    threads = min(cfg.wrk_threads, connections)
+    budget = DOORBUSTER_ATTEMPTS // threads
+    endpoint = Endpoint(
+        "doorbuster",
+        "shop",
+        "/api/checkout",
+        (connections,),
+        DOORBUSTER,
+        (str(tokens_file), str(product_id), str(budget)),
+    )
+    time.sleep(1.5)  # the reset's own transactions reported before the count starts
+    transactions_before = database_transactions(url)
+    started = time.monotonic()
+    output = doorbuster_wrk(server, endpoint, connections, threads, run_id=f"door{secrets.token_hex(4)}")
+    seconds = round(time.monotonic() - started, 1)
+    time.sleep(1.5)
+    transactions = database_transactions(url) - transactions_before
+    data = json.loads(
+        [line for line in output.splitlines() if line.startswith(report.MARKER)][-1][len(report.MARKER) :]
+    )
+    stock, sold = doorbuster_stock(url, product_id)
+    return report.DoorbusterRace(
+        connections=connections,
+        attempts=budget * threads,
+        answered=data["answered"],
+        orders=data["status_201"],
+        sold_out=data["status_409"],
+        shed_503=data["status_503_retry"],
+        other_5xx=data["status_503_bare"] + data["status_5xx_other"],
+        other=data["status_other"],
+        stock_after=stock,
+        units_sold=sold,
+        transactions=transactions,
+        socket_errors=sum(data.get(f"errors_{kind}", 0) for kind in ("connect", "read", "write", "timeout")),
+        seconds=seconds,
+    )
+
+
+def doorbuster_wrk(server: Server, endpoint: Endpoint, connections: int, threads: int, *, run_id: str) -> str:
+    """wrk with the doorbuster script, interrupted (it then prints its report) once every thread has its answers,
+    or RACE_GRACE_SECONDS after the first one has, when an answer was lost to a socket error."""
+    command = [
+        *("wrk", f"-t{threads}", f"-c{connections}", "-d120s", "--timeout", "10s", "-s", endpoint.script),
+        *(server.url + endpoint.path, "--", *endpoint.script_args, run_id, str(threads)),
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen, first_done = b"", None
+    while process.poll() is None and seen.count(b"THREAD_DONE") < threads:
+        if first_done is not None and time.monotonic() - first_done > RACE_GRACE_SECONDS:
+            break
+        if select.select([process.stdout], [], [], 0.2)[0]:
+            seen += os.read(process.stdout.fileno(), 65536)
+            if first_done is None and b"THREAD_DONE" in seen:
+                first_done = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=30)
+    if process.returncode not in (0, -signal.SIGINT):
+        raise RuntimeError(f"wrk failed for {endpoint.name}: {errors.decode()}")
+    return (seen + rest).decode()
+
+
+def run_doorbuster(cfg: Config, port: int, stamp: str) -> dict:
+    """The doorbuster pass: races for one product on flash sale, then its sold-out answers beside the floor."""
+    database_url = with_database(cfg.database_url, database_name(cfg.database_url) + "_door")
+    env = shop_env(cfg, database_url)
+    print(f"== pass doorbuster: {DOORBUSTER_ATTEMPTS} checkouts for {DOORBUSTER_UNITS} units", flush=True)
+    recreate_database(database_url)
+    manage("migrate", "--noinput", env=env)
+    manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
+    manage("seed_products", "--products", "100", "--seed", "1", env=env)
+    flush_redis(cfg.redis_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        product_id = conn.execute("SELECT min(id) FROM catalog_product").fetchone()[0]
+    manage("flash_sale", str(product_id), "--max-per-session", str(DOORBUSTER_LIMIT), env=env)
+
+    log_path = RESULTS / f"{stamp}-doorbuster.log"
+    floor_body = RESULTS / f"{stamp}-doorbuster-floor-body.json"
+    tokens_file = RESULTS / f"{stamp}-doorbuster-tokens.txt"
+    shop = Server("shop", "shop.wsgi:application", port, env, log_path)
+    floor = Server("floor", "bench.floor:application", port + 2, {**env, "BENCH_FLOOR_BODY": str(floor_body)}, log_path)
+    servers = {"shop": shop, "floor": floor}
+    races = []
+    try:
+        shop.start()
+        shop.wait_ready("/health")
+        floor_body.write_bytes(fetch(shop.url + "/api/products")[2])
+        floor.start()
+        floor.wait_ready("/api/products")
+        create_sessions(shop, tokens_file, SESSIONS)
+        for connections in DOORBUSTER_CONNECTIONS:
+            race = doorbuster_race(cfg, shop, tokens_file, product_id, connections, env, database_url)
+            print(f"   {report.format_race(race)}", flush=True)
+            races.append(race)
+        sold_out = (str(tokens_file), str(product_id))
+        endpoints = [
+            Endpoint("floor", "floor", "/api/products", DOORBUSTER_CONNECTIONS),
+            Endpoint("checkout_sold_out", "shop", "/api/checkout", DOORBUSTER_CONNECTIONS, CHECKOUT, sold_out),
+        ]
+        runs = measure(cfg, endpoints, servers, database_url)
+    finally:
+        for leftover in (floor_body, tokens_file):
+            leftover.unlink(missing_ok=True)
+        stop_all(list(servers.values()))
+    rows = report.summarize(runs)
+    check = report.check_doorbuster(races, rows, units=DOORBUSTER_UNITS)
+    print(report.format_table(rows))
+    print(report.format_targets(check), flush=True)
+    return {
+        "pass": "doorbuster",
+        "database": database_name(database_url),
+        "races": [report.as_json(race) for race in races],
+        "runs": [report.as_json(run) for run in runs],
+        "rows": [report.as_json(row) for row in rows],
+        "targets": [report.as_json(target) for target in check.targets],
+    }
+
+
 def _sizes(values: list[float]) -> str:
     return ", ".join(f"{value:.0f}" for value in values)
 
@@ -598,6 +761,9 @@ def main() -> int:
     }
     sizes = {"small": 100, "large": LARGE_PRODUCTS}
     for offset, name in enumerate(cfg.passes):
+        if name == "doorbuster":
+            result["passes"].append(run_doorbuster(cfg, cfg.port + 3 * offset, stamp))
+            continue
         result["passes"].append(run_pass(cfg, name, sizes[name], cfg.port + 3 * offset, stamp))
     result["elapsed_s"] = round(time.monotonic() - started)
     path = RESULTS / f"{stamp}.json"

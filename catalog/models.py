@@ -8,14 +8,29 @@ class Product(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=2)
     currency = models.CharField(max_length=3, default="USD")
     description = models.TextField(blank=True)
+    # A doorbuster: how many units one shopper session may buy in all (None: no limit beyond the per-line cap).
+    max_per_session = models.PositiveSmallIntegerField(null=True, blank=True)
+    # On flash sale from this moment: its sellable units are mirrored in the Redis gate (catalog.gate) and nothing
+    # of it sells before then. None: not on sale.
+    sale_starts_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
         # A category page is read in id order: (category, id) serves the filter and the order from one index.
-        indexes = [models.Index(fields=["category", "id"], name="product_category_id_idx")]
-        constraints = [models.CheckConstraint(condition=models.Q(price__gte=0), name="product_price_not_negative")]
+        indexes = [
+            models.Index(fields=["category", "id"], name="product_category_id_idx"),
+            # The gate's rebuild reads the few products on sale among 100,000.
+            models.Index(fields=["id"], name="product_on_sale_idx", condition=models.Q(sale_starts_at__isnull=False)),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(price__gte=0), name="product_price_not_negative"),
+            models.CheckConstraint(
+                condition=models.Q(max_per_session__gte=1) | models.Q(max_per_session__isnull=True),
+                name="product_max_per_session_positive",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sku} {self.name}"

@@ -1,12 +1,13 @@
 """Writes to the catalogue: products and their inventory."""
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from catalog import cache
+from catalog import cache, gate
 from catalog.exceptions import InvalidQuantity, ProductNotFound
 from catalog.models import Inventory, Product
 from catalog.selectors import stock_short
@@ -18,9 +19,18 @@ class InsufficientStock(DomainError):
     status_code = 409
     code = "insufficient_stock"
 
-    def __init__(self, *, product_ids: list[int]):
+    def __init__(self, *, product_ids: list[int], reason: str | None = None):
+        """`reason`: None when PostgreSQL found the stock short; "sold_out" from the flash-sale gate;
+        "sale_not_started" for a product whose flash sale starts later."""
         names = ", ".join(str(pid) for pid in product_ids)
-        super().__init__(f"Not enough stock for product(s) {names}.", product_ids=product_ids)
+        if reason == "sale_not_started":
+            detail = f"The sale of product(s) {names} has not started yet."
+        else:
+            detail = f"Not enough stock for product(s) {names}."
+        extra = {"product_ids": product_ids} if reason is None else {"product_ids": product_ids, "reason": reason}
+        super().__init__(detail, **extra)
+        self.product_ids = product_ids
+        self.reason = reason
 
 
 def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:
@@ -112,7 +122,40 @@ def inventory_set(*, product_id: int, quantity: int) -> Inventory:
         if not Product.objects.filter(pk=product_id).exists():
             raise ProductNotFound(product_id)
         inventory, _ = Inventory.objects.update_or_create(product_id=product_id, defaults={"quantity": quantity})
+        transaction.on_commit(lambda: gate.gate_sync(product_id=product_id))
     return inventory
+
+
+def flash_sale_start(*, product_id: int, starts_at: datetime, max_per_session: int | None = None) -> Product:
+    """Put a product on flash sale from `starts_at`: nothing of it sells before then, and from then its sellable
+    units are counted down in the Redis gate (catalog.gate). `max_per_session` caps what one session may buy.
+
+    Returns the product; the gate entry is written from PostgreSQL once the change has committed.
+    """
+    if max_per_session is not None and max_per_session < 1:
+        raise InvalidQuantity(f"max_per_session must be at least 1, got {max_per_session}.")
+    with transaction.atomic():
+        product = Product.objects.select_for_update().filter(pk=product_id).first()
+        if product is None:
+            raise ProductNotFound(product_id)
+        product.sale_starts_at = starts_at
+        product.max_per_session = max_per_session
+        product.save(update_fields=["sale_starts_at", "max_per_session", "updated_at"])
+        transaction.on_commit(lambda: gate.gate_sync(product_id=product_id))
+    return product
+
+
+def flash_sale_end(*, product_id: int) -> Product:
+    """Take a product off flash sale (and out of the gate); its per-session limit goes with it."""
+    with transaction.atomic():
+        product = Product.objects.select_for_update().filter(pk=product_id).first()
+        if product is None:
+            raise ProductNotFound(product_id)
+        product.sale_starts_at = None
+        product.max_per_session = None
+        product.save(update_fields=["sale_starts_at", "max_per_session", "updated_at"])
+        transaction.on_commit(lambda: gate.gate_sync(product_id=product_id))
+    return product
 
 
 def _check_quantity(quantity: int) -> None:

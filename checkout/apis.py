@@ -19,7 +19,7 @@ from checkout.serializers import (
     checkout_input,
     order_output,
 )
-from checkout.services import checkout_start, order_place, session_create
+from checkout.services import checkout_place, session_create
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
@@ -76,8 +76,10 @@ class CheckoutApi(NoStoreApi):
             401: SESSION_MISSING,
             404: _error("product_not_found: product_ids names the unknown products."),
             409: _error(
-                "insufficient_stock (product_ids: the lines short of stock; nothing was written), or "
-                "request_in_progress (a request with this Idempotency-Key is still running)."
+                "insufficient_stock (product_ids: the lines short of stock; nothing was written; reason, when given: "
+                "sold_out (refused by the flash-sale gate) or sale_not_started), limit_exceeded (product_ids: "
+                "products this session may buy no more of), or request_in_progress (a request with this "
+                "Idempotency-Key is still running)."
             ),
             422: _error("idempotency_key_reused: this Idempotency-Key came with a different body."),
             429: RATE_LIMITED,
@@ -91,14 +93,7 @@ class CheckoutApi(NoStoreApi):
         token = request.META.get("HTTP_X_SESSION_TOKEN") or body_token
         if token:
             ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
-        start = checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
-        order = order_place(
-            session=start.session,
-            lines=start.lines,
-            idempotency_key=idempotency_key,
-            prices=start.prices,
-            claim=start.claim,
-        )
+        order = checkout_place(token=token, lines=lines, idempotency_key=idempotency_key)
         return Response(order_output(order), status=status.HTTP_201_CREATED)
 
 

@@ -76,3 +76,16 @@ class RateLimited(DomainError):
     def __init__(self, *, retry_after: int):
         super().__init__(f"Too many requests; retry in {retry_after} s.", retry_after=retry_after)
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class PurchaseLimitExceeded(DomainError):
+    status_code = 409
+    code = "limit_exceeded"
+
+    def __init__(self, *, product_ids: list[int]):
+        names = ", ".join(str(pid) for pid in product_ids)
+        super().__init__(
+            f"This session may buy no more of product(s) {names}: each allows a limited number per shopper.",
+            product_ids=product_ids,
+        )
+        self.product_ids = product_ids

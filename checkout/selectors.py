@@ -2,6 +2,7 @@
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
@@ -13,13 +14,17 @@ from checkout.models import Order, ShopperSession
 from shop.sql import db_datetime, from_db, loaded, model_sql, placeholders
 
 SESSION_SQL = "SELECT {id}, {created_at}, {expires_at} FROM {table} WHERE {token_hash} = %s AND {expires_at} > %s"
-PRICES_SQL = "SELECT {id}, {price}, {currency} FROM {table} WHERE {id} IN "
+PRICES_SQL = "SELECT {id}, {price}, {currency}, {max_per_session}, {sale_starts_at} FROM {table} WHERE {id} IN "
 
 
 @dataclass(frozen=True, slots=True)
 class ProductPrice:
+    """What a checkout reads of a product: its price and the terms of its flash sale, if any."""
+
     price: Decimal
     currency: str
+    max_per_session: int | None = None
+    sale_starts_at: datetime | None = None
 
 
 def token_hash(token: str) -> str:
@@ -92,10 +97,15 @@ def prices_sql(count: int) -> str:
 
 
 def prices_from_rows(product_ids: list[int], rows: list[tuple]) -> dict[int, ProductPrice]:
-    """Prices by id from `(id, price, currency)` rows; ProductNotFound names every id without a row."""
+    """Prices by id from PRICES_SQL's rows; ProductNotFound names every id without a row."""
     prices = {
-        product_id: ProductPrice(price=from_db(Product, "price", price), currency=currency)
-        for product_id, price, currency in rows
+        product_id: ProductPrice(
+            price=from_db(Product, "price", price),
+            currency=currency,
+            max_per_session=max_per_session,
+            sale_starts_at=None if sale_starts_at is None else from_db(Product, "sale_starts_at", sale_starts_at),
+        )
+        for product_id, price, currency, max_per_session, sale_starts_at in rows
     }
     missing = sorted(set(product_ids) - set(prices))
     if missing:

@@ -11,8 +11,9 @@ from django.db import connection
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from catalog import gate
 from catalog.services import InsufficientStock
-from checkout.exceptions import InvalidRequest, SessionRequired
+from checkout.exceptions import InvalidRequest, PurchaseLimitExceeded, SessionRequired
 from checkout.idempotency import (
     idempotency_claim,
     idempotency_claim_with_reads,
@@ -23,6 +24,7 @@ from checkout.idempotency import (
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from checkout.selectors import ProductPrice, products_for_cart, session_and_prices, token_hash
 from checkout.writes import order_write
+from shop.exceptions import DomainError
 
 SESSION_TTL = timedelta(hours=24)
 # Sessions and records expired for longer than this are deleted; a request that looked one up just before it
@@ -78,6 +80,56 @@ def lines_merge(*, lines: list[LineRequest]) -> list[LineRequest]:
     if any(quantity < 1 for quantity in totals.values()):
         raise InvalidRequest("Each quantity must be at least 1.")
     return [LineRequest(product_id=pid, quantity=totals[pid]) for pid in sorted(totals)]
+
+
+def checkout_place(*, token: str | None, lines: list[LineRequest], idempotency_key: str | None) -> Order:
+    """A checkout request: the flash-sale gate first, then checkout_start and order_place on PostgreSQL.
+
+    A line of a product on flash sale is admitted or refused by the gate (catalog.gate) before the session is read:
+    a sold-out product is answered 409 insufficient_stock (reason "sold_out") without touching PostgreSQL. Units an
+    attempt took from the gate go back when PostgreSQL does not sell them, except those PostgreSQL found short (the
+    gate counted too many; keeping them brings it down). A repeat of an admitted Idempotency-Key passes the gate
+    without taking units, so PostgreSQL answers it as before.
+    """
+    if not token:
+        raise SessionRequired()
+    lines = lines_merge(lines=lines)
+    admission = gate.admit(
+        lines=[(line.product_id, line.quantity) for line in lines], token=token, idempotency_key=idempotency_key
+    )
+    if isinstance(admission, gate.Refusal):
+        raise InsufficientStock(product_ids=admission.product_ids, reason=admission.reason)
+    if admission is gate.NO_ADMISSION:
+        start = checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
+        return order_place(
+            session=start.session,
+            lines=start.lines,
+            idempotency_key=idempotency_key,
+            prices=start.prices,
+            claim=start.claim,
+        )
+    try:
+        start = checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
+        order = order_place(
+            session=start.session,
+            lines=start.lines,
+            idempotency_key=idempotency_key,
+            prices=start.prices,
+            claim=start.claim,
+        )
+    except InsufficientStock as exc:
+        gate.give_back(admission, except_ids=frozenset(exc.product_ids if exc.reason is None else ()))
+        raise
+    except DomainError:  # the answer is PostgreSQL's to give again for this key (stored, or the key is busy)
+        gate.give_back(admission)
+        raise
+    except BaseException:
+        gate.give_back(admission)
+        gate.key_forget(admission.key_marker)
+        raise
+    if isinstance(start.claim, Order):  # a repeat of an earlier order: nothing was sold now
+        gate.give_back(admission)
+    return order
 
 
 @dataclass(frozen=True)
@@ -143,6 +195,11 @@ def order_place(
     if isinstance(claim, Order):
         return claim
     record = claim
+    limits = {
+        line.product_id: prices[line.product_id].max_per_session
+        for line in lines
+        if prices[line.product_id].max_per_session is not None
+    }
 
     order_lines = [
         OrderLine(product_id=line.product_id, quantity=line.quantity, unit_price=prices[line.product_id].price)
@@ -155,8 +212,9 @@ def order_place(
         idempotency_key=idempotency_key or "",
     )
     try:
-        order_write(order, lines=order_lines, record=record)
-    except InsufficientStock as exc:
+        _sale_terms_check(lines=lines, prices=prices, limits=limits)
+        order_write(order, lines=order_lines, record=record, limits=limits)
+    except (InsufficientStock, PurchaseLimitExceeded) as exc:
         if record is not None:
             idempotency_finish(record, error=exc)
         raise
@@ -166,6 +224,18 @@ def order_place(
         raise
     order.placed_lines = order_lines
     return order
+
+
+def _sale_terms_check(*, lines: list[LineRequest], prices: dict[int, ProductPrice], limits: dict[int, int]) -> None:
+    """Refuse, before any write, a line whose flash sale has not started or which alone passes its product's limit
+    (order_write counts the session's earlier orders against the limit)."""
+    now = timezone.now()
+    early = [line.product_id for line in lines if (prices[line.product_id].sale_starts_at or now) > now]
+    if early:
+        raise InsufficientStock(product_ids=early, reason="sale_not_started")
+    over = [line.product_id for line in lines if line.quantity > limits.get(line.product_id, line.quantity)]
+    if over:
+        raise PurchaseLimitExceeded(product_ids=over)
 
 
 # --- Cleanup --------------------------------------------------------------------------------------------

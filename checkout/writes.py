@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from catalog.selectors import stock_short
 from catalog.services import InsufficientStock, stock_reserve, stock_take_params, stock_take_sql
-from checkout.exceptions import RequestInProgress
-from checkout.models import IdempotencyRecord, Order, OrderLine
+from checkout.exceptions import PurchaseLimitExceeded, RequestInProgress
+from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from shop.sql import db_datetime, loaded, model_sql, placeholders
 
 ORDER_INSERT_SQL = (
@@ -43,6 +43,19 @@ BATCH_KEY_RESULT_SQL = (
     " SELECT (SELECT * FROM o) WHERE CASE WHEN EXISTS (SELECT FROM c) THEN true "
     "ELSE checkout_refuse('request_in_progress', NULL) = 0 END"
 )
+# A product with max_per_session: the session's row is locked (FOR NO KEY UPDATE: the order INSERT's foreign-key
+# lock does not conflict with it), so two checkouts of one session count each other's orders one after the other;
+# the count runs in a statement of its own, after the lock, so its snapshot includes the order committed before.
+SESSION_LOCK_SQL = "; SELECT 1 FROM {table} WHERE {id} = %s FOR NO KEY UPDATE"
+# The session's units of one product over all its orders (this one included), in parts named by their model.
+BOUGHT_SQL = (
+    (OrderLine, "SELECT COALESCE(SUM(l.{quantity}), 0) FROM {table} l JOIN "),
+    (Order, "{table} o ON o.{id} = "),
+    (OrderLine, "l.{order_id} WHERE "),
+    (Order, "o.{session_id} = %s AND "),
+    (OrderLine, "l.{product_id} = %s"),
+)
+LIMIT_GUARD_SQL = "; SELECT CASE WHEN ({bought}) <= %s THEN 1 ELSE checkout_refuse('limit_exceeded', %s) END"
 STOCK_GUARD_SQL = (
     " RETURNING 1) SELECT CASE WHEN EXISTS (SELECT FROM t) THEN 1 ELSE checkout_refuse('insufficient_stock', %s) END"
 )
@@ -57,28 +70,41 @@ class _Refused(Exception):
         self.product_id = product_id
 
 
-def order_write(order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None) -> None:
+def order_write(
+    order: Order,
+    *,
+    lines: list[OrderLine],
+    record: IdempotencyRecord | None,
+    limits: dict[int, int] | None = None,
+) -> None:
     """Write `order` and `lines`, mark `record` (if any) done with it, and take the lines' stock: all or nothing.
 
+    `limits`: `{product_id: max_per_session}` of the lines' limited products; the session's units of each over all
+    its orders, this one included, must stay within it.
+
     Atomic by itself, and never part of a longer transaction (outside tests), so the stock rows are locked only
-    until this write ends. Raises RequestInProgress when another request took the key over and InsufficientStock
-    (naming every short product) when a line's stock is short; then nothing was written. Sets ids and timestamps as
-    save() would.
+    until this write ends. Locks, in this order: with `limits`, the session's row; then the stock rows in ascending
+    product id. Raises RequestInProgress when another request took the key over, PurchaseLimitExceeded when a
+    limit would be passed and InsufficientStock (naming every short product) when a line's stock is short; then
+    nothing was written. Sets ids and timestamps as save() would.
     """
+    limits = limits or {}
     order.created_at = order.updated_at = timezone.now()
     try:
         if connection.vendor != "postgresql":
             with transaction.atomic(durable=True):
-                _write_one_by_one(order, lines=lines, record=record)
+                _write_one_by_one(order, lines=lines, record=record, limits=limits)
         elif connection.in_atomic_block:  # inside a test's transaction: a savepoint keeps a refusal to this batch
             with transaction.atomic(durable=True):
-                _write_batch(order, lines=lines, record=record)
+                _write_batch(order, lines=lines, record=record, limits=limits)
         else:
-            _write_batch(order, lines=lines, record=record)
+            _write_batch(order, lines=lines, record=record, limits=limits)
     except _Refused as refused:
         if refused.reason == "request_in_progress":
             # Another request took the key over: nothing was sold for this one.
             raise RequestInProgress() from None
+        if refused.reason == "limit_exceeded":
+            raise PurchaseLimitExceeded(product_ids=[refused.product_id]) from None
         # The batch stopped at the first short line; the later ones are read so the 409 names them all.
         later = [(line.product_id, line.quantity) for line in lines if line.product_id > refused.product_id]
         raise InsufficientStock(product_ids=[refused.product_id, *stock_short(lines=sorted(later))]) from None
@@ -93,7 +119,13 @@ def _order_values(order: Order) -> list:
     return [order.session_id, order.status, order.total, order.currency, order.idempotency_key, created_at, updated_at]
 
 
-def _write_batch(order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None) -> None:
+def _bought_sql() -> str:
+    return "".join(model_sql(model, part) for model, part in BOUGHT_SQL)
+
+
+def _write_batch(
+    order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None, limits: dict[int, int]
+) -> None:
     """One query: the order, lines and key in one statement, then each line's stock UPDATE with its guard."""
     rows = ", ".join([f"({placeholders(3)})"] * len(lines))
     sql = [model_sql(Order, BATCH_ORDER_SQL), model_sql(OrderLine, BATCH_LINES_SQL), f"(VALUES {rows}) AS v)"]
@@ -105,6 +137,12 @@ def _write_batch(order: Order, *, lines: list[OrderLine], record: IdempotencyRec
     else:
         sql += [model_sql(IdempotencyRecord, BATCH_CLAIM_DONE_SQL), BATCH_KEY_RESULT_SQL]
         values += [201, record.pk, db_datetime(record.started_at)]
+    if limits:
+        sql.append(model_sql(ShopperSession, SESSION_LOCK_SQL))
+        values.append(order.session_id)
+        for product_id, limit in sorted(limits.items()):
+            sql.append(LIMIT_GUARD_SQL.format(bought=_bought_sql()))
+            values += [order.session_id, product_id, limit, product_id]
     stock = stock_take_params([(line.product_id, line.quantity) for line in lines], now=db_datetime(order.updated_at))
     for product_id, params in stock:
         sql += ["; WITH t AS (", stock_take_sql(), STOCK_GUARD_SQL]
@@ -127,12 +165,14 @@ def _refusal(exc: DatabaseError) -> _Refused | None:
     if getattr(cause, "sqlstate", None) != "P0001" or diag is None:
         return None
     reason, detail = diag.message_primary, diag.message_detail or ""
-    if reason not in ("insufficient_stock", "request_in_progress"):
+    if reason not in ("insufficient_stock", "request_in_progress", "limit_exceeded"):
         return None
     return _Refused(reason, int(detail) if detail else None)
 
 
-def _write_one_by_one(order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None) -> None:
+def _write_one_by_one(
+    order: Order, *, lines: list[OrderLine], record: IdempotencyRecord | None, limits: dict[int, int]
+) -> None:
     with connection.cursor() as cursor:
         cursor.execute(model_sql(Order, ORDER_INSERT_SQL), _order_values(order))
         order.pk = cursor.fetchone()[0]
@@ -147,4 +187,8 @@ def _write_one_by_one(order: Order, *, lines: list[OrderLine], record: Idempoten
             )
             if not cursor.rowcount:
                 raise RequestInProgress()
+        for product_id, limit in sorted(limits.items()):
+            cursor.execute(_bought_sql(), [order.session_id, product_id])
+            if cursor.fetchone()[0] > limit:
+                raise PurchaseLimitExceeded(product_ids=[product_id])
     stock_reserve(lines=[(line.product_id, line.quantity) for line in lines])

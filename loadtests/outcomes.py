@@ -20,6 +20,10 @@ FATAL_KINDS = frozenset({TIMEOUT, CONNECTION, SERVER_ERROR})
 CREATED = "created"
 SOLD_OUT = "sold_out"
 IN_STOCK_409 = "in_stock_409"
+# A 409 from the flash-sale gate (reason "sold_out") while the inventory still showed the units: orders admitted by
+# the gate but not yet committed, or refused and not yet given back. The gate may undersell for that moment
+# (docs/doorbuster.md): counted and reported, not failed.
+GATE_UNDERSELL = "gate_undersell"
 # A 409 insufficient_stock whose stock was not read back (bots never check; a shopper's read failed).
 UNVERIFIED_409 = "unverified_409"
 RATE_LIMITED = "rate_limited"
@@ -28,11 +32,12 @@ REJECTED = "rejected"
 FAILED = "failed"
 NO_ANSWER = "no_answer"
 # Outcomes of a shopper's valid attempt: the sale happened, or the product really was sold out.
-SUCCESSFUL_OUTCOMES = frozenset({CREATED, SOLD_OUT})
+SUCCESSFUL_OUTCOMES = frozenset({CREATED, SOLD_OUT, GATE_UNDERSELL})
 OUTCOME_STATUS = {
     CREATED: "201",
     SOLD_OUT: "409",
     IN_STOCK_409: "409",
+    GATE_UNDERSELL: "409",
     UNVERIFIED_409: "409",
     RATE_LIMITED: "429",
     OVERLOADED: "503 overloaded",
@@ -69,19 +74,29 @@ def error_kind(*, status: int | None, exception: BaseException | None, context: 
 
 
 def checkout_outcome(
-    *, status: int | None, code: str | None, product_ids: list, product_id: int, quantity: int, stock: int | None
+    *,
+    status: int | None,
+    code: str | None,
+    product_ids: list,
+    product_id: int,
+    quantity: int,
+    stock: int | None,
+    reason: str | None = None,
 ) -> str:
     """What one checkout came to. `stock` is the product's quantity read after a 409 (None when not read).
 
     A 409 insufficient_stock is only right when the product really lacks the quantity asked for: stock only
-    falls during a run, so enough stock read after the 409 means the checkout refused a sale it could make.
+    falls during a run, so enough stock read after the 409 means the checkout refused a sale it could make,
+    unless the flash-sale gate refused it (`reason` "sold_out"): then it is the gate's momentary undersell.
     """
     if status == 201:
         return CREATED
     if status == 409 and code == "insufficient_stock" and product_id in product_ids:
         if stock is None:
             return UNVERIFIED_409
-        return SOLD_OUT if stock < quantity else IN_STOCK_409
+        if stock < quantity:
+            return SOLD_OUT
+        return GATE_UNDERSELL if reason == "sold_out" else IN_STOCK_409
     if status == 429:
         return RATE_LIMITED
     if status == 503 and code == "overloaded":

@@ -162,6 +162,7 @@ class Shopper(FastHttpUser):
                 product_id=product_id,
                 quantity=quantity,
                 stock=stock,
+                reason=answer.get("reason"),
             )
             response.request_meta["context"]["checkout_outcome"] = outcome
             judge_shopper_checkout(response, outcome, answer, stock)
@@ -204,7 +205,7 @@ def judge_shopper_checkout(response, outcome: str, answer: dict, stock: int | No
             fail(response, outcomes.BAD_RESPONSE, "201 without an order_id")
         else:
             response.success()
-    elif outcome in (outcomes.SOLD_OUT, outcomes.UNVERIFIED_409):
+    elif outcome in (outcomes.SOLD_OUT, outcomes.GATE_UNDERSELL, outcomes.UNVERIFIED_409):
         # An unverified 409 is no error of the checkout (the failed stock read is counted on its own), but it
         # is no success either: it lowers the checkout success share.
         response.success()

@@ -152,3 +152,57 @@ def test_cpu_used_counts_new_processes_from_zero_and_skips_gone_ones():
     after = {10: 1.5, 11: 2.25, 13: 0.25}
 
     assert cpu_used(before, after) == 1.0
+
+
+def race(**changes) -> report.DoorbusterRace:
+    figures = dict(
+        connections=64,
+        attempts=5000,
+        answered=5000,
+        orders=500,
+        sold_out=4500,
+        shed_503=0,
+        other_5xx=0,
+        other=0,
+        stock_after=0,
+        units_sold=500,
+        transactions=1100,
+        socket_errors=0,
+        seconds=9.5,
+    )
+    return report.DoorbusterRace(**{**figures, **changes})
+
+
+def test_doorbuster_targets_met_by_a_clean_race():
+    rows = report.summarize(
+        [run("floor", 64, rps=1000, p99_ms=10), run("checkout_sold_out", 64, rps=600, p99_ms=12, non_2xx=100)]
+    )
+
+    check = report.check_doorbuster([race()], rows, units=500)
+
+    assert [target.met for target in check.targets] == [True] * 6
+    assert check.targets[-1].measured == "0.60x floor"
+
+
+@pytest.mark.parametrize(
+    "changes, missed",
+    [
+        ({"orders": 501, "units_sold": 501}, "doorbuster @64 orders"),
+        ({"units_sold": 499}, "doorbuster @64 orders"),
+        ({"stock_after": 1}, "doorbuster @64 stock after"),
+        ({"other_5xx": 1}, "doorbuster @64 5xx (not shed)"),
+        ({"transactions": 5000}, "doorbuster @64 transactions"),
+        ({"socket_errors": 2}, "doorbuster @64 socket errors"),
+    ],
+)
+def test_doorbuster_targets_name_what_went_wrong(changes, missed):
+    check = report.check_doorbuster([race(**changes)], [], units=500)
+
+    assert [target.name for target in check.targets if not target.met] == [missed]
+
+
+def test_doorbuster_shed_503s_are_counted_apart_not_failed():
+    check = report.check_doorbuster([race(shed_503=40, sold_out=4460)], [], units=500)
+
+    assert all(target.met for target in check.targets)
+    assert "shed 503 40" in report.format_race(race(shed_503=40))

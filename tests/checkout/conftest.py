@@ -4,8 +4,11 @@ import itertools
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
+from catalog import gate
 from catalog.models import Inventory, Product
+from catalog.services import flash_sale_start
 from checkout import ratelimit
 from checkout.models import IdempotencyRecord, Order, OrderLine
 from checkout.services import session_create
@@ -20,6 +23,31 @@ def _ratelimits_off(settings):
     ratelimit._local_log.clear()
     yield
     ratelimit._local_log.clear()
+
+
+@pytest.fixture(autouse=True)
+def _no_flash_sales():
+    """No product is on flash sale unless a test starts one (the `on_sale` fixture): each worker re-reads the
+    gate's products once a second, and a read that finds the gate missing rebuilds it from PostgreSQL, which would
+    add statements to the checkouts tests/checkout/test_statements.py counts."""
+    gate._sales.product_ids = frozenset()
+    gate._sales.read_at = float("inf")
+    yield
+    gate.sales_forget()
+
+
+@pytest.fixture
+def on_sale(needs_redis):
+    """`on_sale(product, max_per_session=None, starts_at=None)`: a flash sale as the flash_sale command starts it,
+    with the gate built; the workers of this process see it at once."""
+
+    def start(product, *, max_per_session=None, starts_at=None):
+        flash_sale_start(product_id=product.pk, starts_at=starts_at or timezone.now(), max_per_session=max_per_session)
+        gate.gate_rebuild()
+        return product
+
+    gate.sales_forget()
+    return start
 
 
 @pytest.fixture

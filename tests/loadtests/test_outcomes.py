@@ -29,6 +29,30 @@ def test_checkout_outcome_a_409_is_only_sold_out_when_the_stock_says_so(status, 
 
 
 @pytest.mark.parametrize(
+    ("stock", "reason", "expected"),
+    [
+        (5, "sold_out", outcomes.GATE_UNDERSELL),
+        (0, "sold_out", outcomes.SOLD_OUT),
+        (5, None, outcomes.IN_STOCK_409),
+        (5, "sale_not_started", outcomes.IN_STOCK_409),
+    ],
+)
+def test_checkout_outcome_a_gate_409_with_stock_left_is_its_undersell_not_a_mismatch(stock, reason, expected):
+    outcome = outcomes.checkout_outcome(
+        status=409,
+        code="insufficient_stock",
+        product_ids=[7],
+        product_id=7,
+        quantity=2,
+        stock=stock,
+        reason=reason,
+    )
+
+    assert outcome == expected
+    assert (outcome in outcomes.SUCCESSFUL_OUTCOMES) == (expected != outcomes.IN_STOCK_409)
+
+
+@pytest.mark.parametrize(
     ("status", "exception", "context", "expected"),
     [
         (200, None, {}, None),
