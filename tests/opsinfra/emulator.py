@@ -280,6 +280,9 @@ def _stand_in_class(base, resource_type: str):
         def update_from_cloudformation_json(
             cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
         ):
+            if original_resource is None:
+                # moto counts a resource whose Condition is false (never created) among an update's modified ones.
+                return cls(new_resource_name, cloudformation_json.get("Properties", {}))
             original_resource.properties = cloudformation_json.get("Properties", {})
             return original_resource
 
