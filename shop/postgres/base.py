@@ -11,10 +11,12 @@ import time
 
 from django.db.backends.postgresql import base
 
+from shop.postgres.credentials import RereadCredentialsOnRefusal
+
 HEALTH_CHECK_AFTER_IDLE = 1.0  # seconds
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
+class DatabaseWrapper(RereadCredentialsOnRefusal, base.DatabaseWrapper):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.first_use_at = float("-inf")  # when a request last began using this connection
