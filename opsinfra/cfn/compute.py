@@ -185,7 +185,8 @@ def add_compute(
             VPCZoneIdentifier=network.private_subnets,
             LaunchTemplate=_latest(launch["Migration"]),
             # One instance outside the load balancer, the only one whose role reads the master secret: deploy_app
-            # sends it the migration document. Set MinSize and MaxSize to 0 to stop paying for it between releases.
+            # sends it the migration document. Scaled to 0 by hand between releases it costs nothing; a stack update
+            # brings it back.
             MinSize="0",
             MaxSize="1",
             DesiredCapacity="1",
