@@ -42,6 +42,20 @@ def _edge_inputs(t: Template, settings: StackSettings, *, certificate) -> EdgeIn
         t, "EdgeWebAclArn", default="", description="The edge stack's EdgeWebAclArn (CLOUDFRONT scope, us-east-1)."
     )
     t.add_condition("AppHasEdgeWebAcl", Not(Equals(Ref(acl), "")))
+    if settings.env == "production":
+        # CloudFormation refuses the change set: production never serves without a WAF in front.
+        t.add_rule(
+            "AppProductionHasWaf",
+            {
+                "Assertions": [
+                    {
+                        "Assert": Not(Equals(Ref(acl), "")),
+                        "AssertDescription": "production needs the edge stack's EdgeWebAclArn: deploy the edge "
+                        "stack (manage.py deploy_stack --stack edge --env production) first",
+                    }
+                ]
+            },
+        )
     certificate_arn, certificate_condition = None, None
     if settings.domain:
         edge_certificate = parameter(
@@ -113,7 +127,7 @@ def build_app(t: Template, settings: StackSettings) -> None:
         "AutoScalingGroupName": (compute.group, "App instances' Auto Scaling group"),
         "LoadBalancerDnsName": (balancer.dns_name, "ALB DNS name (answers 403 without CloudFront's origin header)"),
         "DatabaseProxyEndpoint": (database.proxy_endpoint, "RDS Proxy endpoint the app connects to"),
-        "DatabaseMasterSecretArn": (database.master_secret, "Master user secret (migrations and the proxy only)"),
+        "DatabaseMasterSecretArn": (database.master_secret, "RDS-managed master secret (migration instance, proxy)"),
         "DatabaseAppSecretArn": (database.app_user_secret, "The app's database role secret (DB_SECRET_ARN)"),
         "AppSecretArn": (secrets.app, "The app's own secrets (APP_SECRET_ARN)"),
         "CacheEndpoint": (cache.primary_endpoint, "Redis primary endpoint (TLS, AUTH)"),
@@ -121,6 +135,7 @@ def build_app(t: Template, settings: StackSettings) -> None:
         "DashboardName": (dashboard, "CloudWatch dashboard"),
         "ReleaseParameterName": (Ref(release_parameter), "SSM parameter deploy_app writes the release to"),
         "MigrationDocumentName": (compute.migration_document, "SSM document deploy_app sends to run migrations"),
+        "MigrationGroupName": (compute.migration_group, "The migration instance's group (deploy_app migrates there)"),
     }
     for name, (value, description) in outputs.items():
         t.add_output(Output(name, Value=value, Description=description))

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from troposphere import Base64, Equals, GetAtt, Join, Ref, Sub, Tags, Template, autoscaling, ec2, iam, ssm
+from troposphere import Base64, Equals, GetAtt, Join, Ref, Sub, Tags, Template, autoscaling, ec2, iam, policies, ssm
 
 from opsinfra.cfn import userdata
 from opsinfra.cfn.common import flag_parameter, log_group, parameter, service_trust
@@ -26,6 +26,7 @@ RELEASE_BUNDLE_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/releases/[A-Za
 @dataclass(frozen=True)
 class Compute:
     group: Ref
+    migration_group: Ref
     migration_document: Ref
 
 
@@ -41,15 +42,13 @@ class AppWiring:
     release_parameter: Ref
 
 
-def _instance_role(t: Template, *, wiring: AppWiring, log_groups: list) -> iam.Role:
+def _instance_role(t: Template, title: str, *, wiring: AppWiring, log_groups: list, migrates: bool) -> iam.Role:
+    """The web instances' role reads the app's own secrets only; the migration instance's also the master secret."""
+    secrets = [wiring.app_secret, wiring.database.app_user_secret]
+    if migrates:
+        secrets.append(wiring.database.master_secret)
     statements = [
-        {
-            "Sid": "ReadOwnSecrets",
-            "Effect": "Allow",
-            "Action": "secretsmanager:GetSecretValue",
-            # The master secret only for shop-migrate, run through SSM by deploy_app.
-            "Resource": [wiring.app_secret, wiring.database.app_user_secret, wiring.database.master_secret],
-        },
+        {"Sid": "ReadOwnSecrets", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secrets},
         {
             "Sid": "ReadRelease",
             "Effect": "Allow",
@@ -84,7 +83,7 @@ def _instance_role(t: Template, *, wiring: AppWiring, log_groups: list) -> iam.R
     ]
     return t.add_resource(
         iam.Role(
-            "ComputeInstanceRole",
+            title,
             AssumeRolePolicyDocument=service_trust("ec2.amazonaws.com"),
             # Session Manager (no SSH) and the SSM command deploy_app sends to run migrations.
             ManagedPolicyArns=[Sub("arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore")],
@@ -141,12 +140,100 @@ def add_compute(
         )
         for kind in ("app", "release")
     }
-    role = _instance_role(t, wiring=wiring, log_groups=list(log_groups.values()))
-    profile = t.add_resource(iam.InstanceProfile("ComputeInstanceProfile", Roles=[Ref(role)]))
     script = userdata.render_parts(user_data_values(settings=settings, wiring=wiring, log_groups=log_groups))
-    template = t.add_resource(
+    launch = {}
+    for kind, migrates in (("", False), ("Migration", True)):
+        role = _instance_role(
+            t, f"Compute{kind}InstanceRole", wiring=wiring, log_groups=list(log_groups.values()), migrates=migrates
+        )
+        profile = t.add_resource(iam.InstanceProfile(f"Compute{kind}InstanceProfile", Roles=[Ref(role)]))
+        launch[kind] = _launch_template(
+            t, f"Compute{kind}LaunchTemplate", settings=settings, ami=ami, profile=profile, groups=groups, script=script
+        )
+    boot_hook = autoscaling.LifecycleHookSpecification(
+        LifecycleHookName=LIFECYCLE_HOOK,
+        LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+        HeartbeatTimeout=settings.boot_seconds,
+        DefaultResult="ABANDON",
+    )
+    group = t.add_resource(
+        autoscaling.AutoScalingGroup(
+            "ComputeAutoScalingGroup",
+            # A first boot installs packages through the NAT: no instance before the private routes exist.
+            DependsOn=network.egress_routes,
+            VPCZoneIdentifier=network.private_subnets,
+            LaunchTemplate=_latest(launch[""]),
+            MinSize=str(settings.asg_min),
+            MaxSize=str(settings.asg_max),
+            # No DesiredCapacity: a new group starts at MinSize, and an update leaves the running size alone (a
+            # sale window's scheduled capacity, target tracking's) instead of putting it back to a number.
+            TargetGroupARNs=[load_balancer.target_group],
+            HealthCheckType="ELB",
+            # Sized to the boot: Python, the agent and the release's wheels install before /health answers.
+            HealthCheckGracePeriod=settings.boot_seconds,
+            MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
+            LifecycleHookSpecificationList=[boot_hook],
+            UpdatePolicy=update_policy(settings),
+        )
+    )
+    _add_warm_pool(t, settings=settings, group=group)
+    _add_scaling(t, settings=settings, group=group, load_balancer=load_balancer)
+    migration_group = t.add_resource(
+        autoscaling.AutoScalingGroup(
+            "ComputeMigrationGroup",
+            DependsOn=network.egress_routes,
+            VPCZoneIdentifier=network.private_subnets,
+            LaunchTemplate=_latest(launch["Migration"]),
+            # One instance outside the load balancer, the only one whose role reads the master secret: deploy_app
+            # sends it the migration document. Scaled to 0 by hand between releases it costs nothing; a stack update
+            # brings it back.
+            MinSize="0",
+            MaxSize="1",
+            DesiredCapacity="1",
+            HealthCheckType="EC2",
+            LifecycleHookSpecificationList=[boot_hook],
+            UpdatePolicy=policies.UpdatePolicy(
+                AutoScalingRollingUpdate=policies.AutoScalingRollingUpdate(MaxBatchSize=1, MinInstancesInService=0)
+            ),
+        )
+    )
+    document = _add_migration_document(t, settings=settings)
+    return Compute(group=Ref(group), migration_group=Ref(migration_group), migration_document=Ref(document))
+
+
+def update_policy(settings: StackSettings) -> policies.UpdatePolicy:
+    """How a stack update treats the web group.
+
+    Its sizes are never reset (IgnoreUnmodifiedGroupSizeProperties): a sale window raises MinSize and desired
+    through scheduled actions, and an update in the window must not put them back to the template's numbers.
+    Instances are replaced one at a time, and never below MinSize in service: CloudFormation launches the new
+    instance first when taking one out would go below it. Scheduled actions and alarms stay active, so a window
+    that opens during an update still scales out.
+    """
+    return policies.UpdatePolicy(
+        AutoScalingScheduledAction=policies.AutoScalingScheduledAction(IgnoreUnmodifiedGroupSizeProperties=True),
+        AutoScalingRollingUpdate=policies.AutoScalingRollingUpdate(
+            MaxBatchSize=1,
+            MinInstancesInService=settings.asg_min,
+            # The lifecycle hook holds a new instance out of service until /health answers; then the ALB needs
+            # two healthy checks 15 s apart before it routes to it.
+            PauseTime="PT1M",
+            WaitOnResourceSignals=False,
+            SuspendProcesses=["AZRebalance", "ReplaceUnhealthy"],
+        ),
+    )
+
+
+def _latest(template) -> autoscaling.LaunchTemplateSpecification:
+    return autoscaling.LaunchTemplateSpecification(
+        LaunchTemplateId=Ref(template), Version=GetAtt(template, "LatestVersionNumber")
+    )
+
+
+def _launch_template(t: Template, title: str, *, settings: StackSettings, ami, profile, groups, script):
+    return t.add_resource(
         ec2.LaunchTemplate(
-            "ComputeLaunchTemplate",
+            title,
             LaunchTemplateData=ec2.LaunchTemplateData(
                 ImageId=Ref(ami),
                 InstanceType=settings.instance_type,
@@ -177,37 +264,6 @@ def add_compute(
             ),
         )
     )
-    group = t.add_resource(
-        autoscaling.AutoScalingGroup(
-            "ComputeAutoScalingGroup",
-            # A first boot installs packages through the NAT: no instance before the private routes exist.
-            DependsOn=network.egress_routes,
-            VPCZoneIdentifier=network.private_subnets,
-            LaunchTemplate=autoscaling.LaunchTemplateSpecification(
-                LaunchTemplateId=Ref(template), Version=GetAtt(template, "LatestVersionNumber")
-            ),
-            MinSize=str(settings.asg_min),
-            MaxSize=str(settings.asg_max),
-            DesiredCapacity=str(settings.asg_desired),
-            TargetGroupARNs=[load_balancer.target_group],
-            HealthCheckType="ELB",
-            # Sized to the boot: Python, the agent and the release's wheels install before /health answers.
-            HealthCheckGracePeriod=settings.boot_seconds,
-            MetricsCollection=[autoscaling.MetricsCollection(Granularity="1Minute")],
-            LifecycleHookSpecificationList=[
-                autoscaling.LifecycleHookSpecification(
-                    LifecycleHookName=LIFECYCLE_HOOK,
-                    LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
-                    HeartbeatTimeout=settings.boot_seconds,
-                    DefaultResult="ABANDON",
-                )
-            ],
-        )
-    )
-    _add_warm_pool(t, settings=settings, group=group)
-    _add_scaling(t, settings=settings, group=group, load_balancer=load_balancer)
-    document = _add_migration_document(t, settings=settings)
-    return Compute(group=Ref(group), migration_document=Ref(document))
 
 
 def warm_pool_max_prepared(settings: StackSettings) -> int:

@@ -1,12 +1,18 @@
-"""RDS PostgreSQL 15, its master and app-role secrets, and the RDS Proxy the app connects to."""
+"""RDS PostgreSQL 15, its master and app-role secrets, the app secret's rotation, and the RDS Proxy in front.
+
+The master password is RDS's own (ManageMasterUserPassword): RDS keeps it in a secret and rotates it every 7 days.
+The app role's secret rotates with Secrets Manager's hosted PostgreSQL multi-user function, which the
+AWS::SecretsManager transform expands (deploy_stack passes CAPABILITY_AUTO_EXPAND): it alternates between
+shop_app and shop_app_clone, so the password being replaced keeps working until every client has the new one.
+"""
 
 from dataclasses import dataclass
 
-from troposphere import GetAtt, Ref, Template, iam, rds, secretsmanager
+from troposphere import GetAtt, Join, Ref, Sub, Template, iam, rds, secretsmanager
 
 from opsinfra.cfn.common import SECRETS_KEY_REASON, checkov_skip, log_group, parameter, service_trust, stateful
 from opsinfra.cfn.network import Network
-from opsinfra.cfn.secrets import RDS_REJECTED, SQL_UNSAFE, resolve
+from opsinfra.cfn.secrets import RDS_REJECTED, SQL_UNSAFE
 from opsinfra.cfn.security_groups import SecurityGroups
 from opsinfra.stacks import StackSettings
 
@@ -15,6 +21,9 @@ MASTER_USER = "shop_admin"
 # The application's own role: not the master user. Migrations create it with timezone UTC and statement_timeout
 # set on the role, because the proxy pins a session on SET and rejects a startup `options` parameter.
 APP_USER = "shop_app"
+ROTATION_SCHEDULE = "rate(30 days)"
+# The transform that expands a RotationSchedule's HostedRotationLambda into the rotation function.
+ROTATION_TRANSFORM = "AWS::SecretsManager-2020-07-23"
 PROXY_IDLE_CLIENT_TIMEOUT = 1800
 PROXY_MAX_IDLE_PERCENT = 50
 
@@ -24,21 +33,29 @@ class Database:
     instance: Ref
     proxy_name: Ref
     proxy_endpoint: GetAtt
-    master_secret: Ref
+    master_secret: GetAtt
     app_user_secret: Ref
 
 
-def _password_secret(t: Template, title: str, *, username: str, description: str) -> Ref:
+def _app_user_secret(t: Template, *, master_secret: GetAtt, port: int) -> Ref:
+    """The app role's secret, in the shape the multi-user rotation function reads: masterarn names the secret it
+    rotates with, and the attachment adds host and port."""
     secret = secretsmanager.Secret(
-        title,
-        Description=description,
+        "DatabaseAppSecret",
+        Description="The application's database role (DB_SECRET_ARN), rotated every 30 days",
         GenerateSecretString=secretsmanager.GenerateSecretString(
-            SecretStringTemplate=f'{{"username":"{username}"}}',
+            SecretStringTemplate=Sub(
+                f'{{"username":"{APP_USER}","engine":"postgres","dbname":"{DATABASE_NAME}","port":{port},'
+                '"masterarn":"${Master}"}',
+                Master=master_secret,
+            ),
             GenerateStringKey="password",
             PasswordLength=32,
             ExcludeCharacters=RDS_REJECTED + SQL_UNSAFE,
         ),
     )
+    # Kept with the database's final snapshot: a restored database still has this role and its password.
+    stateful(secret, "Retain")
     return Ref(t.add_resource(checkov_skip(secret, CKV_AWS_149=SECRETS_KEY_REASON)))
 
 
@@ -51,12 +68,6 @@ def add_database(
         default=settings.db_engine_version,
         AllowedPattern=r"^15\.\d+$",
         description="PostgreSQL 15 minor version (the parameter group family is postgres15).",
-    )
-    master_secret = _password_secret(
-        t, "DatabaseMasterSecret", username=MASTER_USER, description="RDS master user: migrations and the proxy only"
-    )
-    app_user_secret = _password_secret(
-        t, "DatabaseAppSecret", username=APP_USER, description="The application's database role (DB_SECRET_ARN)"
     )
     subnets = t.add_resource(
         rds.DBSubnetGroup(
@@ -98,8 +109,8 @@ def add_database(
             DBInstanceClass=settings.db_instance_class,
             DBName=DATABASE_NAME,
             Port=str(port),
-            MasterUsername=resolve(master_secret, "username"),
-            MasterUserPassword=resolve(master_secret, "password"),
+            MasterUsername=MASTER_USER,
+            ManageMasterUserPassword=True,
             AllocatedStorage="20",
             MaxAllocatedStorage=100,
             StorageType="gp3",
@@ -129,14 +140,18 @@ def add_database(
     )
     if not settings.db_multi_az:
         checkov_skip(instance, CKV_AWS_157="staging runs single-AZ to halve its cost; production is Multi-AZ")
-    t.add_resource(
+    master_secret = GetAtt(instance, "MasterUserSecret.SecretArn")
+    app_user_secret = _app_user_secret(t, master_secret=master_secret, port=port)
+    attachment = t.add_resource(
         secretsmanager.SecretTargetAttachment(
-            "DatabaseMasterSecretAttachment",
-            SecretId=master_secret,
+            "DatabaseAppSecretAttachment",
+            SecretId=app_user_secret,
             TargetId=Ref(instance),
             TargetType="AWS::RDS::DBInstance",
         )
     )
+    _add_rotation(t, settings=settings, network=network, groups=groups, secret=app_user_secret,
+                  master_secret=master_secret, attachment=attachment)  # fmt: skip
     proxy_name, endpoint = _add_proxy(
         t,
         settings=settings,
@@ -151,6 +166,30 @@ def add_database(
         proxy_endpoint=endpoint,
         master_secret=master_secret,
         app_user_secret=app_user_secret,
+    )
+
+
+def _add_rotation(t: Template, *, settings: StackSettings, network: Network, groups: SecurityGroups, secret,
+                  master_secret, attachment) -> None:  # fmt: skip
+    """Secrets Manager's hosted multi-user rotation: a function in the private subnets that reaches the database
+    directly (the rotation security group) and Secrets Manager through its endpoint or the NAT."""
+    t.set_transform(ROTATION_TRANSFORM)
+    t.add_resource(
+        secretsmanager.RotationSchedule(
+            "DatabaseAppSecretRotation",
+            DependsOn=attachment.title,
+            SecretId=secret,
+            HostedRotationLambda=secretsmanager.HostedRotationLambda(
+                RotationType="PostgreSQLMultiUser",
+                RotationLambdaName=f"{settings.stack_name}-db-rotation",
+                MasterSecretArn=master_secret,
+                VpcSubnetIds=Join(",", network.private_subnets),
+                VpcSecurityGroupIds=groups.rotation,
+                ExcludeCharacters=RDS_REJECTED + SQL_UNSAFE,
+            ),
+            RotationRules=secretsmanager.RotationRules(ScheduleExpression=ROTATION_SCHEDULE),
+            RotateImmediatelyOnUpdate=False,
+        )
     )
 
 

@@ -2,10 +2,10 @@
 
 from dataclasses import dataclass
 
-from troposphere import GetAtt, Ref, Template
+from troposphere import GetAtt, Ref, Sub, Template, s3
 from troposphere import elasticloadbalancingv2 as elb
 
-from opsinfra.cfn.common import checkov_skip
+from opsinfra.cfn.common import checkov_skip, stateful
 from opsinfra.cfn.network import Network
 from opsinfra.cfn.secrets import resolve
 from opsinfra.cfn.security_groups import SecurityGroups
@@ -20,6 +20,23 @@ UNHEALTHY_THRESHOLD = 3
 # gunicorn's graceful timeout (35 s) is at least this, so in-flight requests finish during a scale-in.
 DEREGISTRATION_DELAY = 30
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+ACCESS_LOG_PREFIX = "alb"
+# Regions older than August 2022 deliver ALB access logs as this Elastic Load Balancing account of the region.
+ELB_LOG_ACCOUNTS = {
+    "us-east-1": "127311923021",
+    "us-east-2": "033677994240",
+    "us-west-1": "027434742980",
+    "us-west-2": "797873946194",
+    "ca-central-1": "985666609251",
+    "eu-central-1": "054676820928",
+    "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416",
+    "eu-west-3": "009996457667",
+    "eu-north-1": "897822967062",
+    "ap-northeast-1": "582318560864",
+    "ap-southeast-1": "114774131450",
+    "ap-southeast-2": "783225319266",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,72 @@ def origin_port(settings: StackSettings) -> int:
     return 443 if settings.domain else 80
 
 
+def _add_access_log_bucket(t: Template, *, settings: StackSettings):
+    """The ALB's access logs: SSE-S3 (ALB cannot write under a KMS key), kept log_retention_days, and writable by
+    the region's Elastic Load Balancing log delivery under the alb/ prefix only."""
+    bucket = t.add_resource(
+        s3.Bucket(
+            "LoadBalancerLogsBucket",
+            BucketEncryption=s3.BucketEncryption(
+                ServerSideEncryptionConfiguration=[
+                    s3.ServerSideEncryptionRule(
+                        ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256")
+                    )
+                ]
+            ),
+            PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
+                BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+            ),
+            OwnershipControls=s3.OwnershipControls(
+                Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
+            ),
+            VersioningConfiguration=s3.VersioningConfiguration(Status="Enabled"),
+            LifecycleConfiguration=s3.LifecycleConfiguration(
+                Rules=[
+                    s3.LifecycleRule(
+                        Id="expire-access-logs",
+                        Status="Enabled",
+                        ExpirationInDays=settings.log_retention_days,
+                        NoncurrentVersionExpiration=s3.NoncurrentVersionExpiration(NoncurrentDays=1),
+                    )
+                ]
+            ),
+        )
+    )
+    # Kept when the stack goes: the logs of its last days are what an investigation after a deletion reads.
+    stateful(bucket, "Retain")
+    checkov_skip(bucket, CKV_AWS_18="it is the access-log bucket; logging its own reads would log into itself")
+    policy = t.add_resource(
+        s3.BucketPolicy(
+            "LoadBalancerLogsBucketPolicy",
+            Bucket=Ref(bucket),
+            PolicyDocument={
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "ElbDeliversAccessLogs",
+                        "Effect": "Allow",
+                        "Principal": {
+                            "AWS": Sub(f"arn:${{AWS::Partition}}:iam::{ELB_LOG_ACCOUNTS[settings.region]}:root")
+                        },
+                        "Action": "s3:PutObject",
+                        "Resource": Sub(f"${{{bucket.title}.Arn}}/{ACCESS_LOG_PREFIX}/AWSLogs/${{AWS::AccountId}}/*"),
+                    },
+                    {
+                        "Sid": "TlsOnly",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [GetAtt(bucket, "Arn"), Sub(f"${{{bucket.title}.Arn}}/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    },
+                ],
+            },
+        )
+    )
+    return bucket, policy
+
+
 def add_load_balancer(
     t: Template,
     *,
@@ -45,6 +128,22 @@ def add_load_balancer(
     origin_verify: Ref,
     certificate: Ref | None,
 ) -> LoadBalancer:
+    attributes = {
+        "idle_timeout.timeout_seconds": str(settings.alb_idle_timeout),
+        "routing.http.drop_invalid_header_fields.enabled": "true",
+    }
+    production = settings.env == "production"
+    extra = {}
+    if production:
+        bucket, policy = _add_access_log_bucket(t, settings=settings)
+        attributes |= {
+            "deletion_protection.enabled": "true",
+            "access_logs.s3.enabled": "true",
+            "access_logs.s3.bucket": Ref(bucket),
+            "access_logs.s3.prefix": ACCESS_LOG_PREFIX,
+        }
+        # ELB checks that it may write to the bucket when the attribute is set.
+        extra["DependsOn"] = policy.title
     balancer = t.add_resource(
         elb.LoadBalancer(
             "LoadBalancer",
@@ -52,16 +151,17 @@ def add_load_balancer(
             Scheme="internet-facing",
             Subnets=network.public_subnets,
             SecurityGroups=[groups.load_balancer],
-            LoadBalancerAttributes=[
-                elb.LoadBalancerAttributes(Key="idle_timeout.timeout_seconds", Value=str(settings.alb_idle_timeout)),
-                elb.LoadBalancerAttributes(Key="routing.http.drop_invalid_header_fields.enabled", Value="true"),
-            ],
+            LoadBalancerAttributes=[elb.LoadBalancerAttributes(Key=k, Value=v) for k, v in attributes.items()],
+            **extra,
         )
     )
-    checkov_skip(
-        balancer,
-        CKV_AWS_91="CloudFront sees every request first; the app logs one JSON line per request to CloudWatch Logs",
-    )
+    if not production:
+        checkov_skip(
+            balancer,
+            CKV_AWS_91="staging keeps no access logs; CloudFront sees every request first and the app logs one "
+            "JSON line per request to CloudWatch Logs",
+            CKV_AWS_150="staging is deleted and recreated at will; production has deletion protection",
+        )
     target_group = t.add_resource(
         elb.TargetGroup(
             "LoadBalancerTargetGroup",

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from troposphere import Ref, Sub, Template, secretsmanager
 
-from opsinfra.cfn.common import SECRETS_KEY_REASON, checkov_skip
+from opsinfra.cfn.common import SECRETS_KEY_REASON, checkov_skip, stateful
 
 # RDS rejects '/', '@', '"' and space in a master password; ElastiCache rejects the same in an AUTH token.
 RDS_REJECTED = '/@" '
@@ -37,6 +37,8 @@ def generated_token(t: Template, title: str, *, description: str, length: int = 
             ExcludeCharacters=ELASTICACHE_REJECTED,
         ),
     )
+    # Regenerated with a new stack: none of these values protects stored data.
+    stateful(secret, "Delete")
     return Ref(t.add_resource(checkov_skip(secret, CKV_AWS_149=SECRETS_KEY_REASON)))
 
 
@@ -66,4 +68,6 @@ def add_secrets(t: Template) -> Secrets:
         )
     )
     checkov_skip(app, CKV_AWS_149=SECRETS_KEY_REASON)
+    # Regenerated with a new stack: none of these values protects stored data.
+    stateful(app, "Delete")
     return Secrets(app=Ref(app), cache_auth_token=cache_auth_token, origin_verify=origin_verify)

@@ -10,6 +10,8 @@ from opsinfra.stacks import EDGE_REGION, StackSettings
 # The figure the reference documented (its code drifted to 50,000): requests per client IP per window.
 RATE_LIMIT = 2000
 RATE_WINDOW_SECONDS = 300
+# Headers that carry credentials: WAF writes "REDACTED" in their place in its logs.
+REDACTED_HEADERS = ("cookie", "authorization", "x-session-token")
 MANAGED_RULE_GROUPS = (
     "AWSManagedRulesCommonRuleSet",
     "AWSManagedRulesSQLiRuleSet",
@@ -113,6 +115,10 @@ def add_web_acl(t: Template, *, settings: StackSettings) -> WebAcl:
                     "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${Group}",
                     Group=Ref(waf_logs),
                 )
+            ],
+            RedactedFields=[
+                wafv2.LoggingConfigurationFieldToMatch(SingleHeader=wafv2.SingleHeader(Name=name))
+                for name in REDACTED_HEADERS
             ],
         )
     )

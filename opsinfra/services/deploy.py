@@ -14,7 +14,8 @@ from opsinfra.services.events import Outcome
 
 EDGE_PARAMETERS = {"EdgeWebAclArn", "EdgeCertificateArn"}
 EDGE_REGION = "us-east-1"
-CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
+# AUTO_EXPAND: the app stack's AWS::SecretsManager transform expands into the secret's rotation function.
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
 
 
 @dataclass(frozen=True)

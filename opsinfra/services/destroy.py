@@ -23,13 +23,63 @@ class Survivor:
         return f"{self.logical_id} ({self.resource_type}): kept as it is, outside any stack"
 
 
-def stack_survivors(*, cfn, stack_name: str) -> list[Survivor]:
-    """Resources whose DeletionPolicy keeps them (or a snapshot of them) after the stack is deleted."""
+@dataclass(frozen=True)
+class Protected:
+    """A resource whose own deletion protection stops the stack's deletion (DELETE_FAILED) until it is lifted."""
+
+    logical_id: str
+    resource_type: str
+    physical_id: str
+
+    def lift_command(self, region: str) -> str:
+        if self.resource_type == "AWS::RDS::DBInstance":
+            return (
+                f"aws rds modify-db-instance --region {region} --db-instance-identifier {self.physical_id} "
+                "--no-deletion-protection --apply-immediately"
+            )
+        return (
+            f"aws elbv2 modify-load-balancer-attributes --region {region} --load-balancer-arn {self.physical_id} "
+            "--attributes Key=deletion_protection.enabled,Value=false"
+        )
+
+
+def _has_deletion_protection(resource: dict) -> bool:
+    properties = resource.get("Properties", {})
+    if resource.get("Type") == "AWS::RDS::DBInstance":
+        return str(properties.get("DeletionProtection", "")).lower() == "true"
+    if resource.get("Type") == "AWS::ElasticLoadBalancingV2::LoadBalancer":
+        attributes = {a.get("Key"): a.get("Value") for a in properties.get("LoadBalancerAttributes", [])}
+        return str(attributes.get("deletion_protection.enabled", "")).lower() == "true"
+    return False
+
+
+def stack_protected(*, cfn, stack_name: str, template: dict) -> list[Protected]:
+    """The stack's resources with deletion protection on, as its template sets it."""
+    protected = {name for name, resource in template.get("Resources", {}).items() if _has_deletion_protection(resource)}
+    if not protected:
+        return []
+    try:
+        resources = cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    except aws.aws_errors() as exc:
+        raise aws.call_failed(f"list the resources of {stack_name}", exc) from exc
+    return [
+        Protected(logical_id=r["LogicalResourceId"], resource_type=r["ResourceType"],
+                  physical_id=r.get("PhysicalResourceId", ""))
+        for r in sorted(resources, key=lambda r: r["LogicalResourceId"])
+        if r["LogicalResourceId"] in protected
+    ]  # fmt: skip
+
+
+def _template(*, cfn, stack_name: str) -> dict:
     try:
         body = cfn.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
     except aws.aws_errors() as exc:
         raise aws.call_failed(f"read the template of {stack_name}", exc) from exc
-    template = body if isinstance(body, dict) else json.loads(body)
+    return body if isinstance(body, dict) else json.loads(body)
+
+
+def _survivors(template: dict) -> list[Survivor]:
+    """Resources whose DeletionPolicy keeps them (or a snapshot of them) after the stack is deleted."""
     return [
         Survivor(logical_id=name, resource_type=resource.get("Type", ""), policy=resource["DeletionPolicy"])
         for name, resource in sorted(template.get("Resources", {}).items())
@@ -37,8 +87,11 @@ def stack_survivors(*, cfn, stack_name: str) -> list[Survivor]:
     ]
 
 
-def destroy_check(*, target: Target, disable_termination_protection: bool) -> tuple[stacks.StackState, list[Survivor]]:
-    """The stack to delete and its survivors; refuses a missing stack, or a protected one unless told to lift it."""
+def destroy_check(
+    *, target: Target, disable_termination_protection: bool
+) -> tuple[stacks.StackState, list[Survivor], list[Protected]]:
+    """The stack to delete, its survivors and its deletion-protected resources; refuses a missing stack, or one with
+    termination protection unless told to lift it."""
     cfn = aws.client("cloudformation", region=target.region)
     state = stacks.stack_get(cfn=cfn, name=target.stack_name)
     if state is None:
@@ -50,7 +103,8 @@ def destroy_check(*, target: Target, disable_termination_protection: bool) -> tu
             f"Stack {target.stack_name} has termination protection on: pass --disable-termination-protection "
             "to turn it off and delete the stack."
         )
-    return state, stack_survivors(cfn=cfn, stack_name=state.stack_id)
+    template = _template(cfn=cfn, stack_name=state.stack_id)
+    return state, _survivors(template), stack_protected(cfn=cfn, stack_name=state.stack_id, template=template)
 
 
 def stack_destroy(*, target: Target, state: stacks.StackState, on_event: Callable) -> Outcome:

@@ -32,6 +32,8 @@ class Place:
     asg_name: str | None
     migration_document: str | None
     warmup_s: int
+    # The group whose instance runs migrations (the only role that reads the master secret); older stacks have none.
+    migration_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,18 @@ def release_place(*, target: Target, outputs_file: str | None = None) -> Place:
         )
     except StackNotFound:
         asg_name = None
-    document = None
+    document, migration_group = None, None
     if asg_name:
         saved = stacks.outputs_read(path=stacks.outputs_path(stack_name=target.stack_name, path=outputs_file)) or {}
         document = saved.get("MigrationDocumentName") or None
+        migration_group = saved.get("MigrationGroupName") or None
     return Place(
         region=target.region,
         bucket=bucket,
         parameter=release_parameter_name(target),
         asg_name=asg_name,
         migration_document=document,
+        migration_group=migration_group,
         warmup_s=int(getattr(target.settings, "boot_seconds", 600)),
     )
 
@@ -129,12 +133,14 @@ def migration_script(*, url: str) -> str:
 
 
 def migration_instance(*, place: Place) -> str:
-    """One healthy, in-service instance of the group (sorted, so a retry picks the same one)."""
+    """One healthy, in-service instance of the migration group, else of the web group (sorted, so a retry picks the
+    same one)."""
+    group_name = place.migration_group or place.asg_name
     autoscaling = aws.client("autoscaling", region=place.region)
     try:
-        groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[place.asg_name])["AutoScalingGroups"]
+        groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group_name])["AutoScalingGroups"]
     except aws.aws_errors() as exc:
-        raise aws.call_failed(f"describe {place.asg_name}", exc) from exc
+        raise aws.call_failed(f"describe {group_name}", exc) from exc
     healthy = sorted(
         instance["InstanceId"]
         for group in groups
@@ -142,7 +148,7 @@ def migration_instance(*, place: Place) -> str:
         if instance.get("LifecycleState") == "InService" and instance.get("HealthStatus") == "Healthy"
     )
     if not healthy:
-        raise ReleaseError(f"{place.asg_name} has no healthy instance in service to run the migrations on.")
+        raise ReleaseError(f"{group_name} has no healthy instance in service to run the migrations on.")
     return healthy[0]
 
 

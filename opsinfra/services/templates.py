@@ -80,7 +80,12 @@ def template_lint(*, template: Template, region: str) -> list[str]:
 @lru_cache(maxsize=8)
 def _lint_errors(body: str, region: str) -> tuple[str, ...]:
     # Linting the app template takes seconds; the same body in the same region gives the same answer.
+    import logging
+
     from cfnlint.api import lint
+
+    # cfn-lint logs a transformed template (the app stack's AWS::SecretsManager transform) whole, at INFO.
+    logging.getLogger("cfnlint").setLevel(logging.WARNING)
 
     return tuple(
         f"{match.rule.id} {match.message} ({'/'.join(str(part) for part in match.path)})"

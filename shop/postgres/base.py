@@ -24,6 +24,8 @@ from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 from shop.postgres.deadline import DatabaseUnavailable, DeadlineExceeded, circuit, watchdog
 
+from shop.postgres.credentials import RereadCredentialsOnRefusal
+
 HEALTH_CHECK_AFTER_IDLE = 1.0  # seconds
 
 _running = watchdog.running
@@ -35,7 +37,7 @@ def _skipped() -> DatabaseUnavailable:
     return DatabaseUnavailable(f"database skipped for {circuit.retry_after()} s: it did not answer")
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
+class DatabaseWrapper(RereadCredentialsOnRefusal, base.DatabaseWrapper):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.first_use_at = float("-inf")  # when a request last began using this connection

@@ -22,6 +22,8 @@ def patch_moto(patcher: pytest.MonkeyPatch) -> None:
     _patch_moto_rds_references(patcher)
     _patch_moto_elbv2_attributes(patcher)
     _patch_moto_ssm_documents(patcher)
+    _patch_moto_auto_scaling_updates(patcher)
+    _patch_moto_rds_managed_master_password(patcher)
 
 
 def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
@@ -341,6 +343,88 @@ def _patch_moto_ssm_documents(patcher: pytest.MonkeyPatch) -> None:
     patcher.setattr(Document, "create_from_cloudformation_json", classmethod(create))
 
 
+GROUP_SIZES = ("MinSize", "MaxSize", "DesiredCapacity")
+
+
+def _patch_moto_auto_scaling_updates(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 deletes and recreates an Auto Scaling group on every stack update, so it comes back at the
+    template's sizes (MinSize when DesiredCapacity is absent), without its scheduled actions. CloudFormation updates
+    the group in place: it sets DesiredCapacity only when the template names it, and under the
+    AutoScalingScheduledAction update policy's IgnoreUnmodifiedGroupSizeProperties only the sizes the template
+    changed since the last deploy."""
+    from moto.autoscaling.models import FakeAutoScalingGroup, autoscaling_backends
+
+    original_create = FakeAutoScalingGroup.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        group = original_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        group.template_sizes = _group_sizes(cloudformation_json["Properties"])
+        return group
+
+    def update(cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name):
+        properties = cloudformation_json["Properties"]
+        sizes = _group_sizes(properties)
+        policy = cloudformation_json.get("UpdatePolicy", {}).get("AutoScalingScheduledAction", {})
+        if str(policy.get("IgnoreUnmodifiedGroupSizeProperties", "")).lower() == "true":
+            previous = getattr(original_resource, "template_sizes", {})
+            changed = {name: size for name, size in sizes.items() if previous.get(name) != size}
+        else:
+            changed = sizes
+        autoscaling_backends[account_id][region_name].update_auto_scaling_group(
+            name=original_resource.name,
+            availability_zones=[],
+            desired_capacity=changed.get("DesiredCapacity"),
+            max_size=changed.get("MaxSize"),
+            min_size=changed.get("MinSize"),
+            launch_config_name=None,
+            launch_template=properties.get("LaunchTemplate", {}),
+            vpc_zone_identifier=",".join(properties.get("VPCZoneIdentifier", [])) or None,
+            health_check_period=properties.get("HealthCheckGracePeriod"),
+            health_check_type=properties.get("HealthCheckType"),
+        )
+        original_resource.template_sizes = sizes
+        return original_resource
+
+    patcher.setattr(FakeAutoScalingGroup, "create_from_cloudformation_json", classmethod(create))
+    patcher.setattr(FakeAutoScalingGroup, "update_from_cloudformation_json", classmethod(update))
+
+
+def _group_sizes(properties: dict) -> dict[str, int]:
+    return {name: int(properties[name]) for name in GROUP_SIZES if name in properties}
+
+
+def _patch_moto_rds_managed_master_password(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5's CloudFormation ignores a DB instance's ManageMasterUserPassword and answers no GetAtt
+    MasterUserSecret.SecretArn; its RDS API models both, so the template's instance gets RDS's secret as it would."""
+    from moto.rds.models import DBInstance, MasterUserSecret
+
+    original_create = DBInstance.create_from_cloudformation_json.__func__
+    original_attribute = DBInstance.get_cfn_attribute
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        instance = original_create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        properties = cloudformation_json.get("Properties", {})
+        if str(properties.get("ManageMasterUserPassword", "")).lower() == "true":
+            instance.manage_master_user_password = True
+            instance.master_user_secret = MasterUserSecret(
+                instance, properties.get("MasterUserSecret", {}).get("KmsKeyId")
+            )
+        return instance
+
+    def attribute(instance, name):
+        if name == "MasterUserSecret.SecretArn":
+            return instance.master_user_secret.secret.arn
+        return original_attribute(instance, name)
+
+    patcher.setattr(DBInstance, "create_from_cloudformation_json", classmethod(create))
+    patcher.setattr(DBInstance, "get_cfn_attribute", attribute)
+    patcher.setattr(
+        DBInstance,
+        "has_cfn_attr",
+        classmethod(lambda cls, name: name in ("Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn")),
+    )
+
+
 def _distribution_class(base, resource_type: str):
     """A CloudFront distribution moto's CloudFront API knows (so purge_cdn can invalidate on it), made from the
     template's origins; its id is the Ref, as in CloudFormation."""
@@ -416,6 +500,9 @@ def _stand_in_class(base, resource_type: str):
         def update_from_cloudformation_json(
             cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
         ):
+            if original_resource is None:
+                # moto counts a resource whose Condition is false (never created) among an update's modified ones.
+                return cls(new_resource_name, cloudformation_json.get("Properties", {}))
             original_resource.properties = cloudformation_json.get("Properties", {})
             return original_resource
 

@@ -26,9 +26,9 @@ def _props(body, name):
     return body["Resources"][name]["Properties"]
 
 
-def test_auto_scaling_group_is_2_20_2(app):
+def test_auto_scaling_group_is_2_20_and_starts_at_its_minimum(app):
     group = _props(app, "ComputeAutoScalingGroup")
-    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == ("2", "20", "2")
+    assert (group["MinSize"], group["MaxSize"], group.get("DesiredCapacity")) == ("2", "20", None)
     assert group["HealthCheckType"] == "ELB"
     assert group["MetricsCollection"] == [{"Granularity": "1Minute"}]
 
@@ -98,7 +98,10 @@ def test_cloudfront_caches_products_300_s_static_long_and_never_the_live_paths(a
     config, behaviors = _behaviors(app)
     products = _policy(app, behaviors["/api/products*"]["CachePolicyId"])
     assert (products["DefaultTTL"], products["MaxTTL"]) == (300, 300)
-    assert products["ParametersInCacheKeyAndForwardedToOrigin"]["QueryStringsConfig"]["QueryStringBehavior"] == "all"
+    assert products["ParametersInCacheKeyAndForwardedToOrigin"]["QueryStringsConfig"] == {
+        "QueryStringBehavior": "whitelist",
+        "QueryStrings": ["category", "q", "page", "page_size"],
+    }
     assert behaviors["/api/products*"]["AllowedMethods"] == ["GET", "HEAD"]
     static = _policy(app, behaviors["/static/*"]["CachePolicyId"])
     assert static["DefaultTTL"] >= 365 * 24 * 3600

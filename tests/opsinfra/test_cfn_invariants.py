@@ -14,6 +14,7 @@ STATEFUL = {
     "AWS::S3::Bucket",
     "AWS::Logs::LogGroup",
     "AWS::KMS::Key",
+    "AWS::SecretsManager::Secret",
 }
 ALL_VARIANTS = pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
 
@@ -107,7 +108,24 @@ def test_redis_failover_has_at_least_two_nodes(variant):
 def test_auto_scaling_desired_within_min_and_max(variant):
     for group in resources(template(*variant), "AWS::AutoScaling::AutoScalingGroup").values():
         properties = group["Properties"]
-        assert int(properties["MinSize"]) <= int(properties["DesiredCapacity"]) <= int(properties["MaxSize"])
+        desired = int(properties.get("DesiredCapacity", properties["MinSize"]))
+        assert int(properties["MinSize"]) <= desired <= int(properties["MaxSize"])
+
+
+@ALL_VARIANTS
+def test_no_update_resets_the_web_groups_size_and_replacing_keeps_min_size_in_service(variant):
+    for name, group in resources(template(*variant), "AWS::AutoScaling::AutoScalingGroup").items():
+        properties = group["Properties"]
+        if not properties.get("TargetGroupARNs"):
+            continue
+        # An update in a sale window would put desired back to the template's number.
+        assert "DesiredCapacity" not in properties, name
+        policy = group["UpdatePolicy"]
+        assert policy["AutoScalingScheduledAction"]["IgnoreUnmodifiedGroupSizeProperties"] is True
+        rolling = policy["AutoScalingRollingUpdate"]
+        assert rolling["MaxBatchSize"] == 1
+        assert int(properties["MinSize"]) == rolling["MinInstancesInService"] < int(properties["MaxSize"])
+        assert not {"ScheduledActions", "AlarmNotification", "Launch"} & set(rolling.get("SuspendProcesses", []))
 
 
 @ALL_VARIANTS
@@ -250,3 +268,196 @@ def test_large_templates_take_the_template_url_path():
         body = compact(stack, env)
         needs_url = template_needs_url(template=Template(stack=stack, body=body))
         assert needs_url == (len(body.encode()) > TEMPLATE_BODY_LIMIT)
+
+
+# --- credentials ----------------------------------------------------------------------------------------------------
+
+MASTER_SECRET = {"Fn::GetAtt": ["DatabaseInstance", "MasterUserSecret.SecretArn"]}
+# What would let a principal become another one, or run something as one.
+ESCALATING = {"sts:AssumeRole", "iam:PassRole", "ec2:RunInstances", "ssm:SendCommand", "lambda:InvokeFunction"}
+
+
+def _statements(role: dict) -> list[dict]:
+    return [s for policy in role["Properties"].get("Policies", []) for s in policy["PolicyDocument"]["Statement"]]
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _matches(pattern: str, action: str) -> bool:
+    return re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), action) is not None
+
+
+def _role_of_group(body: dict, group: dict) -> tuple[str, dict]:
+    template_name = group["Properties"]["LaunchTemplate"]["LaunchTemplateId"]["Ref"]
+    data = body["Resources"][template_name]["Properties"]["LaunchTemplateData"]
+    profile = body["Resources"][data["IamInstanceProfile"]["Arn"]["Fn::GetAtt"][0]]
+    (role,) = profile["Properties"]["Roles"]
+    return role["Ref"], body["Resources"][role["Ref"]]
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v[0] == "app"], ids=variant_id)
+def test_no_credential_a_web_instance_can_obtain_reads_the_master_secret(variant):
+    body = template(*variant)
+    web = [
+        g
+        for g in resources(body, "AWS::AutoScaling::AutoScalingGroup").values()
+        if g["Properties"].get("TargetGroupARNs")
+    ]
+    (group,) = web
+    role_name, role = _role_of_group(body, group)
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "ec2.amazonaws.com"
+    }
+    for statement in _statements(role):
+        actions = _as_list(statement["Action"])
+        assert not [a for a in actions for e in ESCALATING if _matches(a, e)], (role_name, actions)
+        if any(_matches(a, "secretsmanager:GetSecretValue") for a in actions):
+            assert "*" not in _as_list(statement["Resource"])
+            assert MASTER_SECRET not in _as_list(statement["Resource"]), role_name
+    # No role of the stack lets the web role, or anyone in the account, assume it: only AWS services.
+    for name, other in resources(body, "AWS::IAM::Role").items():
+        for trust in other["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+            assert set(trust["Principal"]) == {"Service"}, name
+    # The master secret is read by the proxy and the migration instance only.
+    readers = {
+        name
+        for name, other in resources(body, "AWS::IAM::Role").items()
+        for statement in _statements(other)
+        if MASTER_SECRET in _as_list(statement["Resource"])
+    }
+    assert readers == {"DatabaseProxyRole", "ComputeMigrationInstanceRole"}
+    (migration,) = [g for g in resources(body, "AWS::AutoScaling::AutoScalingGroup").values() if g is not group]
+    assert _role_of_group(body, migration)[0] == "ComputeMigrationInstanceRole"
+    assert not migration["Properties"].get("TargetGroupARNs")
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v[0] == "app"], ids=variant_id)
+def test_master_password_is_rds_managed_and_the_app_secret_rotates_multi_user(variant):
+    body = template(*variant)
+    database = body["Resources"]["DatabaseInstance"]["Properties"]
+    assert database["ManageMasterUserPassword"] is True
+    assert "MasterUserPassword" not in database
+    assert body["Transform"] == "AWS::SecretsManager-2020-07-23"
+    (schedule,) = resources(body, "AWS::SecretsManager::RotationSchedule").values()
+    hosted = schedule["Properties"]["HostedRotationLambda"]
+    assert schedule["Properties"]["SecretId"] == {"Ref": "DatabaseAppSecret"}
+    assert hosted["RotationType"] == "PostgreSQLMultiUser"
+    assert hosted["MasterSecretArn"] == MASTER_SECRET
+    assert schedule["Properties"]["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+    # The function reads masterarn and host from the secret it rotates.
+    shape, values = body["Resources"]["DatabaseAppSecret"]["Properties"]["GenerateSecretString"][
+        "SecretStringTemplate"
+    ]["Fn::Sub"]
+    assert json.loads(shape.replace("${Master}", "x"))["masterarn"] == "x" and values["Master"] == MASTER_SECRET
+    (attachment,) = resources(body, "AWS::SecretsManager::SecretTargetAttachment").values()
+    assert attachment["Properties"]["SecretId"] == {"Ref": "DatabaseAppSecret"}
+    # It reaches PostgreSQL directly, from its own group.
+    rotation_group = {"Fn::GetAtt": ["NetworkRotationSecurityGroup", "GroupId"]}
+    assert hosted["VpcSecurityGroupIds"] == rotation_group
+    ingress = [r["Properties"] for r in resources(body, "AWS::EC2::SecurityGroupIngress").values()]
+    database_group = {"Fn::GetAtt": ["NetworkDatabaseSecurityGroup", "GroupId"]}
+    sources = {
+        (r["SourceSecurityGroupId"]["Fn::GetAtt"][0], r["FromPort"]) for r in ingress if r["GroupId"] == database_group
+    }
+    assert sources == {("NetworkRotationSecurityGroup", 5432), ("NetworkProxySecurityGroup", 5432)}
+
+
+@ALL_VARIANTS
+def test_every_secret_states_its_policies_and_the_database_secret_is_kept(variant):
+    body = template(*variant)
+    for name, secret in resources(body, "AWS::SecretsManager::Secret").items():
+        assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"], name
+        if name == "DatabaseAppSecret":
+            assert secret["DeletionPolicy"] == "Retain"
+
+
+# --- logs, cache keys, the origin -----------------------------------------------------------------------------------
+
+
+@ALL_VARIANTS
+def test_waf_logs_redact_cookies_authorization_and_the_session_token(variant):
+    for logging in resources(template(*variant), "AWS::WAFv2::LoggingConfiguration").values():
+        redacted = {field["SingleHeader"]["Name"] for field in logging["Properties"]["RedactedFields"]}
+        assert redacted == {"cookie", "authorization", "x-session-token"}
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v[0] == "app"], ids=variant_id)
+def test_products_cache_key_holds_only_the_parameters_the_api_reads(variant):
+    body = template(*variant)
+    config = body["Resources"]["EdgeProductsCachePolicy"]["Properties"]["CachePolicyConfig"]
+    query = config["ParametersInCacheKeyAndForwardedToOrigin"]["QueryStringsConfig"]
+    assert query["QueryStringBehavior"] == "whitelist"
+    assert sorted(query["QueryStrings"]) == ["category", "page", "page_size", "q"]
+
+
+def _attributes(body: dict) -> dict:
+    return {a["Key"]: a["Value"] for a in body["Resources"]["LoadBalancer"]["Properties"]["LoadBalancerAttributes"]}
+
+
+@pytest.mark.parametrize("region", [None, "eu-west-1"])
+def test_production_origin_keeps_access_logs_and_cannot_be_deleted(region):
+    from opsinfra.cfn.loadbalancer import ELB_LOG_ACCOUNTS
+
+    body = template("app", region=region)
+    attributes = _attributes(body)
+    assert attributes["deletion_protection.enabled"] == "true"
+    assert attributes["access_logs.s3.enabled"] == "true"
+    assert attributes["access_logs.s3.bucket"] == {"Ref": "LoadBalancerLogsBucket"}
+    bucket = body["Resources"]["LoadBalancerLogsBucket"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+        "ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}  # fmt: skip
+    statements = body["Resources"]["LoadBalancerLogsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (allow,) = [s for s in statements if s["Effect"] == "Allow"]
+    account = ELB_LOG_ACCOUNTS[region or "us-east-1"]
+    assert allow["Principal"] == {"AWS": {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::{account}:root"}}
+    assert allow["Action"] == "s3:PutObject"
+    assert allow["Resource"] == {"Fn::Sub": "${LoadBalancerLogsBucket.Arn}/alb/AWSLogs/${AWS::AccountId}/*"}
+    staging = _attributes(template("app", "staging"))
+    assert "access_logs.s3.enabled" not in staging and "deletion_protection.enabled" not in staging
+
+
+def test_every_region_with_a_prefix_list_has_an_elb_log_account():
+    from opsinfra.cfn.loadbalancer import ELB_LOG_ACCOUNTS
+    from opsinfra.stacks import CLOUDFRONT_PREFIX_LISTS
+
+    assert set(ELB_LOG_ACCOUNTS) == set(CLOUDFRONT_PREFIX_LISTS)
+
+
+def _holds(assertion, parameters: dict) -> bool:
+    """Evaluate a rule assertion made of Fn::Not, Fn::Equals and Ref, as CloudFormation does."""
+    if "Fn::Not" in assertion:
+        return not _holds(assertion["Fn::Not"][0], parameters)
+    left, right = (parameters[v["Ref"]] if isinstance(v, dict) else v for v in assertion["Fn::Equals"])
+    return left == right
+
+
+@pytest.mark.parametrize("domain", [False, True])
+def test_production_outside_us_east_1_refuses_a_deploy_without_a_web_acl(domain):
+    body = template("app", region="eu-west-1", domain=domain)
+    (assertion,) = body["Rules"]["AppProductionHasWaf"]["Assertions"]
+    assert not _holds(assertion["Assert"], {"EdgeWebAclArn": ""})
+    assert _holds(assertion["Assert"], {"EdgeWebAclArn": "arn:aws:wafv2:us-east-1:1:global/webacl/x/1"})
+    assert "Rules" not in template("app", "staging", region="eu-west-1")
+
+
+@ALL_VARIANTS
+def test_flow_logs_keep_rejected_traffic_only(variant):
+    for flow in resources(template(*variant), "AWS::EC2::FlowLog").values():
+        assert flow["Properties"]["TrafficType"] == "REJECT"
+
+
+@ALL_VARIANTS
+def test_egress_names_security_groups_except_https_to_aws_and_package_repositories(variant):
+    body = template(*variant)
+    rules = [rule for group in resources(body, "AWS::EC2::SecurityGroup").values()
+             for rule in group["Properties"].get("SecurityGroupEgress", [])]  # fmt: skip
+    rules += [r["Properties"] for r in resources(body, "AWS::EC2::SecurityGroupEgress").values()]
+    for rule in rules:
+        if "DestinationSecurityGroupId" in rule:
+            continue
+        nothing = rule.get("CidrIp") == "127.0.0.1/32"
+        https_out = (rule.get("FromPort"), rule.get("ToPort"), rule.get("CidrIp")) == (443, 443, "0.0.0.0/0")
+        assert nothing or https_out, rule

@@ -120,3 +120,44 @@ def test_destroy_lifts_termination_protection_when_told(aws_env, small_stacks, s
     assert "Db  DELETE_COMPLETE" in out
     assert "Stack shop-app-staging deleted." in out
     stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def protected_stack(aws_env, small_stacks, outputs_dir):
+    small_stacks["extra_resources"] = {
+        "DatabaseInstance": {
+            "Type": "AWS::RDS::DBInstance",
+            "DeletionPolicy": "Snapshot",
+            "Properties": {
+                "DBInstanceIdentifier": "shop-app-staging-postgres",
+                "Engine": "postgres",
+                "DBInstanceClass": "db.t3.small",
+                "AllocatedStorage": "20",
+                "MasterUsername": "shop_admin",
+                "MasterUserPassword": "not-a-real-password",
+                "DeletionProtection": True,
+            },
+        }
+    }
+    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--no-input")
+
+
+def test_destroy_names_the_deletion_protected_database_and_the_command_that_lifts_it(protected_stack):
+    out, _ = run("destroy_stack", "--no-input", "--stack-name", "shop-app-staging")
+
+    assert "DatabaseInstance (AWS::RDS::DBInstance): a final snapshot is kept" in out
+    assert "Deletion protection keeps these: the deletion stops at them (DELETE_FAILED" in out
+    assert "  DatabaseInstance (AWS::RDS::DBInstance shop-app-staging-postgres):" in out
+    assert (
+        f"    aws rds modify-db-instance --region {REGION} --db-instance-identifier shop-app-staging-postgres "
+        "--no-deletion-protection --apply-immediately"
+    ) in out
+    # moto deletes a protected instance with its stack; CloudFormation stops with DELETE_FAILED at it.
+    assert stack_names() == {"shop-bootstrap"}
+
+
+def test_destroy_says_nothing_of_deletion_protection_when_nothing_has_it(app_stack):
+    out, _ = run("destroy_stack", "--no-input", "--stack-name", "shop-app-staging")
+
+    assert "Deletion protection" not in out

@@ -342,6 +342,47 @@ def test_deploy_app_runs_the_stacks_migration_document_with_the_parameters_it_de
     ssm.assert_no_pending_responses()
 
 
+def test_deploy_app_migrates_on_the_migration_group_when_the_stack_has_one(
+    app_outputs, outputs_dir, stub_client, built
+):
+    migration_group = "shop-app-staging-ComputeMigrationGroup-1"
+    outputs = {
+        "AutoScalingGroupName": ASG,
+        "MigrationGroupName": migration_group,
+        "MigrationDocumentName": "shop-app-staging-migrate",
+    }
+    (outputs_dir / "outputs-shop-app-staging.json").write_text(json.dumps(outputs))
+    ssm, autoscaling = stub_client("ssm"), stub_client("autoscaling")
+    answer = group_answer()
+    answer["AutoScalingGroups"][0] |= {"AutoScalingGroupName": migration_group, "MinSize": 0, "MaxSize": 1}
+    answer["AutoScalingGroups"][0]["Instances"] = answer["AutoScalingGroups"][0]["Instances"][:1]
+    autoscaling.add_response("describe_auto_scaling_groups", answer, {"AutoScalingGroupNames": [migration_group]})
+    ssm.add_response(
+        "describe_document",
+        {"Document": {"Name": "shop-app-staging-migrate", "Parameters": [{"Name": "Version", "Type": "String"}]}},
+        {"Name": "shop-app-staging-migrate"},
+    )
+    ssm.add_response(
+        "send_command",
+        {"Command": {"CommandId": COMMAND_ID}},
+        {
+            "InstanceIds": ["i-0ccc"],
+            "DocumentName": "shop-app-staging-migrate",
+            "Parameters": {"Version": ["v2"]},
+            "Comment": "shop migrate v2",
+            "TimeoutSeconds": 900,
+        },
+    )
+    ssm.add_response("get_command_invocation", {"Status": "Success"})
+    stub_parameter_write(ssm, app_outputs)
+
+    out, _ = run("deploy_app", "--version", "v2", "--no-refresh")
+
+    assert "Migrated with release v2 on i-0ccc." in out
+    ssm.assert_no_pending_responses()
+    autoscaling.assert_no_pending_responses()
+
+
 def test_deploy_app_warns_when_the_migration_document_cannot_take_the_release(
     app_outputs, outputs_dir, stub_client, built
 ):

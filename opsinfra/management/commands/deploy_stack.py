@@ -8,7 +8,7 @@ from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments, key_values
 from opsinfra.management.base import OpsCommand
 from opsinfra.management.output import diff_lines, event_line, table
-from opsinfra.services import changesets, deploy
+from opsinfra.services import changesets, deploy, stackpolicy
 from opsinfra.services.events import Outcome
 
 FAILURES_SHOWN = 5
@@ -42,6 +42,11 @@ class Command(OpsCommand):
             "--allow-wider-access",
             action="store_true",
             help="With --no-input: execute a change that adds IAM grants or security-group rules (refused otherwise).",
+        )
+        parser.add_argument(
+            "--lift-stack-policy",
+            action="store_true",
+            help="Let this update replace or delete the database and the cache (refused otherwise); set back after.",
         )
 
     def handle(self, *args, **options):
@@ -146,15 +151,19 @@ class Command(OpsCommand):
                 f"Not executed. To execute it later: {target.command(f'--execute-changeset {change_set.name}')}"
             )
             return
-        outcome = deploy.deploy_execute(
-            target=target,
-            change_set=change_set,
-            change_set_type=change_set_type,
-            on_event=self.show_event,
-            on_cancel=self.show_cancel,
-            disable_rollback=options["disable_rollback"],
-            timeout_minutes=options["timeout"],
-        )
+        lift = options["lift_stack_policy"]
+        with stackpolicy.stack_policy_guard(
+            target=target, change_set_type=change_set_type, lift=lift, on_warning=self.show_warning
+        ):
+            outcome = deploy.deploy_execute(
+                target=target,
+                change_set=change_set,
+                change_set_type=change_set_type,
+                on_event=self.show_event,
+                on_cancel=self.show_cancel,
+                disable_rollback=options["disable_rollback"],
+                timeout_minutes=options["timeout"],
+            )
         if outcome.status not in {"CREATE_COMPLETE", "UPDATE_COMPLETE"} or outcome.timed_out:
             self.fail(target, outcome, options["timeout"])
         outputs, path = deploy.deploy_finish(
@@ -248,6 +257,9 @@ class Command(OpsCommand):
         if progress.total:
             line = f"[{progress.complete}/{progress.total}] {line}"
         self.stdout.write(self.style.ERROR(line) if event.failed else line)
+
+    def show_warning(self, line):
+        self.stderr.write(self.style.WARNING(line))
 
     def show_cancel(self, status):
         self.stderr.write(self.style.WARNING(f"Timeout reached while {status}: cancelling the update (it rolls back)."))

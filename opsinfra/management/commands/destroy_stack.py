@@ -28,7 +28,7 @@ class Command(OpsCommand):
             prompts.require_terminal("pass --no-input with --stack-name to delete without asking.")
         try:
             target = deploy.target_resolve(stack=stack, env=env, region=region, stack_name=stack_name)
-            state, survivors = destroy.destroy_check(
+            state, survivors, protected = destroy.destroy_check(
                 target=target, disable_termination_protection=options["disable_termination_protection"]
             )
         except OpsError as exc:
@@ -40,6 +40,14 @@ class Command(OpsCommand):
                 self.stdout.write(f"  {survivor.describe()}")
         else:
             self.stdout.write("Nothing in it is retained: every resource goes with the stack.")
+        if protected:
+            self.stdout.write(
+                "Deletion protection keeps these: the deletion stops at them (DELETE_FAILED, the rest of the stack "
+                "stays) until it is lifted, with:"
+            )
+            for resource in protected:
+                self.stdout.write(f"  {resource.logical_id} ({resource.resource_type} {resource.physical_id}):")
+                self.stdout.write(f"    {resource.lift_command(target.region)}")
         if interactive:
             answer = prompts.ask(self.stdout, f"Type the stack name ({target.stack_name}) to delete it:")
             if answer != target.stack_name:
@@ -51,6 +59,8 @@ class Command(OpsCommand):
         if outcome.status != "DELETE_COMPLETE":
             for event in outcome.failures[:5]:
                 self.stderr.write(f"  {event.logical_id} ({event.resource_type}): {event.reason}")
+            if protected:
+                self.stderr.write("Lift the deletion protection named above, then run destroy_stack again.")
             raise CommandError(f"Deleting {target.stack_name} ended in {outcome.status}; see the events above.")
         destroy.outputs_forget(target=target, outputs_file=options["outputs_file"])
         self.stdout.write(self.style.SUCCESS(f"Stack {target.stack_name} deleted."))
