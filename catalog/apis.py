@@ -34,10 +34,10 @@ from catalog.serializers import (
     product_detail_item,
     product_item,
 )
+from shop.apis import NO_STORE, NoStoreApi
 from shop.exceptions import DomainError
 
 PRODUCTS_PATH = "/api/products"
-NO_STORE = "no-store"
 
 
 def product_cache_control() -> str:
@@ -193,15 +193,6 @@ def product_detail_response(product_id: int) -> cache.CachedResponse:
     if row is None:
         raise ProductNotFound(product_id)
     return cache.CachedResponse.of(json_bytes(product_detail_item(row)))
-
-
-class NoStoreApi(APIView):
-    """Every answer, errors included, is live: no browser or CDN may keep a copy."""
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        response["Cache-Control"] = NO_STORE
-        return response
 
 
 class InventoryApi(NoStoreApi):

@@ -19,3 +19,21 @@ class ProductNotFound(DomainError):
 
 class InvalidQuantity(DomainError):
     code = "invalid_quantity"
+
+
+class InsufficientStock(DomainError):
+    status_code = 409
+    code = "insufficient_stock"
+
+    def __init__(self, *, product_ids: list[int], reason: str | None = None):
+        """`reason`: None when PostgreSQL found the stock short; "sold_out" from the flash-sale gate;
+        "sale_not_started" for a product whose flash sale starts later."""
+        names = ", ".join(str(pid) for pid in product_ids)
+        if reason == "sale_not_started":
+            detail = f"The sale of product(s) {names} has not started yet."
+        else:
+            detail = f"Not enough stock for product(s) {names}."
+        extra = {"product_ids": product_ids} if reason is None else {"product_ids": product_ids, "reason": reason}
+        super().__init__(detail, **extra)
+        self.product_ids = product_ids
+        self.reason = reason

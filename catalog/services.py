@@ -8,29 +8,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from catalog import cache, gate
-from catalog.exceptions import InvalidQuantity, ProductNotFound
+from catalog.exceptions import InsufficientStock, InvalidQuantity, ProductNotFound
 from catalog.models import Inventory, Product
 from catalog.selectors import stock_short
-from shop.exceptions import DomainError
 from shop.sql import model_sql
-
-
-class InsufficientStock(DomainError):
-    status_code = 409
-    code = "insufficient_stock"
-
-    def __init__(self, *, product_ids: list[int], reason: str | None = None):
-        """`reason`: None when PostgreSQL found the stock short; "sold_out" from the flash-sale gate;
-        "sale_not_started" for a product whose flash sale starts later."""
-        names = ", ".join(str(pid) for pid in product_ids)
-        if reason == "sale_not_started":
-            detail = f"The sale of product(s) {names} has not started yet."
-        else:
-            detail = f"Not enough stock for product(s) {names}."
-        extra = {"product_ids": product_ids} if reason is None else {"product_ids": product_ids, "reason": reason}
-        super().__init__(detail, **extra)
-        self.product_ids = product_ids
-        self.reason = reason
 
 
 def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:

@@ -6,7 +6,6 @@ from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from checkout.exceptions import InvalidRequest, OrderNotFound
 from checkout.ratelimit import ratelimit_ip, ratelimit_session
@@ -20,6 +19,7 @@ from checkout.serializers import (
     order_output,
 )
 from checkout.services import checkout_place, session_create
+from shop.apis import NoStoreApi
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
@@ -40,15 +40,6 @@ def _error(description: str) -> OpenApiResponse:
 
 RATE_LIMITED = _error("Rate-limited (per client IP, and per session on checkout); header Retry-After in seconds.")
 SESSION_MISSING = _error("No session token (session_required), or unknown or expired (session_invalid).")
-
-
-# Answers (errors included) belong to one shopper: no browser or CDN may keep them. A comment, not a docstring:
-# drf-spectacular would show a docstring as every endpoint's description.
-class NoStoreApi(APIView):
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        response["Cache-Control"] = "no-store"
-        return response
 
 
 class SessionCreateApi(NoStoreApi):

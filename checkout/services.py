@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from catalog import gate
-from catalog.services import InsufficientStock
+from catalog.exceptions import InsufficientStock
 from checkout.exceptions import InvalidRequest, PurchaseLimitExceeded, SessionRequired
 from checkout.idempotency import (
     idempotency_claim,

@@ -11,8 +11,9 @@ the stock rows are locked in ascending product id, from their UPDATE to the end 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from catalog.exceptions import InsufficientStock
 from catalog.selectors import stock_short
-from catalog.services import InsufficientStock, stock_reserve, stock_take_params, stock_take_sql
+from catalog.services import stock_reserve, stock_take_params, stock_take_sql
 from checkout.exceptions import PurchaseLimitExceeded, RequestInProgress
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
 from shop.sql import db_datetime, loaded, model_sql, placeholders

@@ -6,6 +6,7 @@ import logging
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
+from django.http import JsonResponse
 from django.views import defaults
 from rest_framework import status
 from rest_framework.response import Response
@@ -28,6 +29,13 @@ class DomainError(Exception):
 
     def body(self) -> dict:
         return {"code": self.code, "detail": self.detail, **self.extra}
+
+
+def domain_error_response(exc: DomainError) -> JsonResponse:
+    """The answer to a DomainError raised outside a DRF view (catalog.middleware), as the handler below gives it."""
+    response = JsonResponse(exc.body(), status=exc.status_code, headers=exc.headers or None)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 def api_exception_handler(exc, context):
