@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test serve lint migrate bench loadtest loadtest-ui synth checkov clean
+.PHONY: run test serve lint migrate bench loadtest loadtest-ui synth checkov schemathesis clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ run: $(VENV)/.base
 ## test: the whole suite (PostgreSQL/Redis tests skip unless DATABASE_URL/REDIS_URL are set)
 test: $(VENV)/.dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# `make test` runs it with 25 examples per operation and phase; SCHEMATHESIS_SEED=n changes the fixed seed.
+SCHEMATHESIS_EXAMPLES ?= 200
+## schemathesis: the API against /api/schema/ with `--checks all` on gunicorn + PostgreSQL + Redis (DATABASE_URL/REDIS_URL)
+schemathesis: $(VENV)/.dev
+	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) $(PY) -m pytest tests/shop/test_schemathesis.py $(PYTEST_ARGS)
 
 ## serve: production-like: DEBUG off, collectstatic, gunicorn on 127.0.0.1:$(PORT) with DATABASE_URL/REDIS_URL
 serve: $(VENV)/.base

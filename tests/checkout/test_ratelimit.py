@@ -15,7 +15,6 @@ import pytest
 import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
 from django.test import RequestFactory
 
 from checkout import ratelimit
@@ -23,6 +22,7 @@ from checkout.models import ShopperSession
 from checkout.ratelimit import address_bucket, client_ip, parse_rate
 from shop.redis import BREAKER_COOLDOWN_SECONDS, breaker, redis_client
 from tests.checkout.conftest import snapshot
+from tests.servers import gunicorn_servers, server_env
 
 SECRET = "origin-secret-for-tests"
 SIGNED = {"X-Origin-Verify": SECRET}
@@ -378,64 +378,8 @@ def test_a_client_at_its_limit_stays_limited_when_redis_returns(client, settings
 # --- gunicorn processes, one Redis ----------------------------------------------------------------------
 
 
-def server_env(**overrides: str) -> dict:
-    database = connection.settings_dict
-    return {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
-        "DJANGO_DEBUG": "0",
-        "GUNICORN_THREADS": "2",
-        "RATELIMIT_ENABLED": "1",
-        "ORIGIN_VERIFY": SECRET,
-        **overrides,
-    }
-
-
-@contextmanager
-def gunicorn_servers(*envs: dict):
-    """One gunicorn per env, each on a listening socket this test bound to a free port and hands over."""
-    processes, urls = [], []
-    try:
-        for env in envs:
-            with socket.socket() as listener:
-                listener.bind(("127.0.0.1", 0))
-                listener.listen(128)
-                fd = listener.fileno()
-                processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "gunicorn", "--config", "shop/gunicorn.conf.py", "--bind", f"fd://{fd}"],
-                        cwd=settings.BASE_DIR,
-                        env=env,
-                        pass_fds=[fd],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                )
-                urls.append(f"http://127.0.0.1:{listener.getsockname()[1]}")
-        for url in urls:
-            _wait_until_up(url)
-        yield urls
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
-
-
-def _wait_until_up(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"gunicorn at {url} did not start within {timeout} s")
+def limiter_env(**overrides: str) -> dict:
+    return server_env(RATELIMIT_ENABLED="1", ORIGIN_VERIFY=SECRET, **overrides)
 
 
 def http_post(url: str, *, forwarded: str, signed: bool = True) -> tuple[int, dict, dict]:
@@ -451,7 +395,7 @@ def http_post(url: str, *, forwarded: str, signed: bool = True) -> tuple[int, di
 @pytest.mark.django_db(transaction=True)
 def test_two_processes_share_one_limit_that_forged_headers_cannot_escape(needs_postgres, needs_redis):
     # given: two gunicorn servers behind one (simulated) proxy, on this test's database and Redis
-    env = server_env(
+    env = limiter_env(
         GUNICORN_WORKERS="1",
         TRUSTED_PROXY_COUNT="1",
         RATELIMIT_SESSIONS_PER_IP="4/m",
@@ -521,7 +465,7 @@ def keepalive_posts(url: str, *, connections: int, rounds: int, forwarded: str) 
 @pytest.mark.django_db(transaction=True)
 def test_one_instance_admits_no_more_than_its_limit_while_redis_is_down(needs_postgres, own_redis):
     # given: one instance of 2 workers (RATELIMIT_LOCAL_PROCESSES follows GUNICORN_WORKERS), and its Redis killed
-    env = server_env(
+    env = limiter_env(
         REDIS_URL=own_redis.url,
         GUNICORN_WORKERS="2",
         TRUSTED_PROXY_COUNT="1",
@@ -543,7 +487,7 @@ def test_one_instance_admits_no_more_than_its_limit_while_redis_is_down(needs_po
 @pytest.mark.django_db(transaction=True)
 def test_counts_from_a_redis_outage_are_written_back_when_it_returns(needs_postgres, own_redis):
     # given: two instances of one worker, each taking half of every limit while Redis is away
-    env = server_env(
+    env = limiter_env(
         REDIS_URL=own_redis.url,
         GUNICORN_WORKERS="1",
         TRUSTED_PROXY_COUNT="1",
