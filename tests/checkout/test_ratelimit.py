@@ -2,6 +2,7 @@ import http.client
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from checkout.models import ShopperSession
 from checkout.ratelimit import address_bucket, client_ip, parse_rate
 from shop.redis import BREAKER_COOLDOWN_SECONDS, breaker, redis_client
 from tests.checkout.conftest import snapshot
+from tests.conftest import _missing
 from tests.servers import gunicorn_servers, server_env
 
 SECRET = "origin-secret-for-tests"
@@ -339,6 +341,8 @@ class RedisProcess:
 
 @pytest.fixture
 def own_redis():
+    if shutil.which("redis-server") is None:
+        _missing("redis-server", "install the redis-server package: these tests kill a Redis of their own")
     server = RedisProcess()
     server.start()
     yield server
