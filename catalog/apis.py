@@ -64,6 +64,11 @@ _CACHE_HEADERS = [
     OpenApiParameter("Cache-Control", str, OpenApiParameter.HEADER, response=True),
 ]
 _NOT_MODIFIED = OpenApiResponse(description="Not modified: the If-None-Match ETag is current.")
+# Answered by the HTTP server before the app sees the request, so its body is not the app's JSON.
+URI_TOO_LONG = OpenApiResponse(
+    description="The request line (method, path and query) is longer than the HTTP server takes: 4094 bytes, "
+    "gunicorn's limit_request_line."
+)
 
 # What catalog.params accepts, stated for the schema.
 _TEXT = {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": "^[^\\u0000]*$"}
@@ -149,7 +154,7 @@ class ProductListApi(CachedProductApi):
                 description="Matching products; above 1,000 matches, PostgreSQL's estimate.",
             ),
         ],
-        responses={200: ProductSerializer(many=True), 304: _NOT_MODIFIED, **_errors(400, 503)},
+        responses={200: ProductSerializer(many=True), 304: _NOT_MODIFIED, **_errors(400, 503), 414: URI_TOO_LONG},
     )
     def get(self, request):
         return product_list_get(request)
@@ -197,7 +202,7 @@ class ProductDetailApi(CachedProductApi):
         operation_id="products_retrieve",
         summary="One product with its description",
         parameters=[PRODUCT_ID_PATH, *_CACHE_HEADERS],
-        responses={200: ProductDetailSerializer, 304: _NOT_MODIFIED, **_errors(404, 503)},
+        responses={200: ProductDetailSerializer, 304: _NOT_MODIFIED, **_errors(404, 503), 414: URI_TOO_LONG},
     )
     def get(self, request, product_id):
         return product_detail_get(request, product_id)
@@ -229,7 +234,7 @@ class InventoryApi(NoStoreApi):
         operation_id="inventory_retrieve",
         summary="Live stock of one product (never cached)",
         parameters=[PRODUCT_ID_PATH],
-        responses={200: InventorySerializer, **_errors(404, 503)},
+        responses={200: InventorySerializer, **_errors(404, 503), 414: URI_TOO_LONG},
     )
     def get(self, request, product_id):
         pk = product_id_param(product_id)
@@ -253,7 +258,7 @@ class InventoryBatchApi(NoStoreApi):
                 description=f"Comma-separated product ids, e.g. 1,2,3: 1 to {MAX_BATCH_IDS}, no blanks.",
             )
         ],
-        responses={200: InventorySerializer(many=True), **_errors(400, 503)},
+        responses={200: InventorySerializer(many=True), **_errors(400, 503), 414: URI_TOO_LONG},
     )
     def get(self, request):
         rows = inventory_list(product_ids=product_ids_param(request.query_params))

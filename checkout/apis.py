@@ -9,6 +9,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from catalog.apis import URI_TOO_LONG
 from checkout.exceptions import InvalidRequest, OrderNotFound
 from checkout.ratelimit import ratelimit_ip, ratelimit_session
 from checkout.selectors import order_get_for_session, session_get_by_token
@@ -147,6 +148,7 @@ class OrderDetailApi(NoStoreApi):
             200: OrderOutputSerializer,
             401: SESSION_MISSING,
             404: _error("order_not_found: no such order for this session."),
+            414: URI_TOO_LONG,
         },
         summary="An order, for the session that placed it.",
     )

@@ -9,10 +9,10 @@ from django.contrib.staticfiles import finders
 from catalog.params import MAX_BATCH_IDS, MAX_ID, MAX_PAGE, MAX_PAGE_SIZE, MAX_TEXT_LENGTH
 
 EXPECTED = {
-    ("/api/products", "get"): {"200", "304", "400", "503"},
-    ("/api/products/{product_id}", "get"): {"200", "304", "404", "503"},
-    ("/api/inventory", "get"): {"200", "400", "503"},
-    ("/api/inventory/{product_id}", "get"): {"200", "404", "503"},
+    ("/api/products", "get"): {"200", "304", "400", "414", "503"},
+    ("/api/products/{product_id}", "get"): {"200", "304", "404", "414", "503"},
+    ("/api/inventory", "get"): {"200", "400", "414", "503"},
+    ("/api/inventory/{product_id}", "get"): {"200", "404", "414", "503"},
     ("/api/metrics", "get"): {"200", "401", "404"},
 }
 
@@ -30,7 +30,9 @@ def test_schema_lists_every_response_of_the_catalogue(schema, path, method):
 
     assert set(responses) == EXPECTED[(path, method)]
     for status, response in responses.items():
-        if status.startswith(("4", "5")):
+        if status == "414":  # from the HTTP server, before the app: no body of ours
+            assert "content" not in response
+        elif status.startswith(("4", "5")):
             assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
 
 
