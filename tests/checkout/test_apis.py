@@ -532,6 +532,6 @@ def test_schema_describes_every_checkout_response(client):
     paths = response.json()["paths"]
     assert set(paths["/api/checkout"]["post"]["responses"]) == {"201", "400", "401", "404", "409", "422", "429"}
     assert set(paths["/api/sessions"]["post"]["responses"]) == {"201", "429"}
-    assert set(paths["/api/orders/{order_id}"]["get"]["responses"]) == {"200", "401", "404"}
+    assert set(paths["/api/orders/{order_id}"]["get"]["responses"]) == {"200", "401", "404", "414"}
     parameters = {p["name"] for p in paths["/api/checkout"]["post"]["parameters"]}
     assert parameters == {"X-Session-Token", "Idempotency-Key"}
