@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops lock test serve nginx lint migrate bench bench-shed chaos loadtest loadtest-ui synth checkov clean
+.PHONY: run ops lock test serve nginx lint migrate bench bench-shed chaos loadtest loadtest-ui synth checkov schemathesis clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ run: $(VENV)/.base
 ## test: the whole suite (PostgreSQL/Redis tests skip unless DATABASE_URL/REDIS_URL are set)
 test: $(VENV)/.dev
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# `make test` runs it with 25 examples per operation and phase; SCHEMATHESIS_SEED=n changes the fixed seed.
+SCHEMATHESIS_EXAMPLES ?= 200
+## schemathesis: the API against /api/schema/ with `--checks all` on gunicorn + PostgreSQL + Redis (DATABASE_URL/REDIS_URL)
+schemathesis: $(VENV)/.dev
+	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) $(PY) -m pytest tests/shop/test_schemathesis.py $(PYTEST_ARGS)
 
 ## serve: production-like: DEBUG off, collectstatic, nginx on 127.0.0.1:$(PORT) in front of gunicorn on a unix socket
 ## (docs/serving.md); nginx's run directory and logs are .shop/serve/

@@ -16,7 +16,10 @@ from catalog.metrics import metrics_snapshot
 from catalog.params import (
     DEFAULT_PAGE_SIZE,
     MAX_BATCH_IDS,
+    MAX_ID,
+    MAX_PAGE,
     MAX_PAGE_SIZE,
+    MAX_TEXT_LENGTH,
     ProductListParams,
     product_id_param,
     product_ids_param,
@@ -61,6 +64,18 @@ _CACHE_HEADERS = [
     OpenApiParameter("Cache-Control", str, OpenApiParameter.HEADER, response=True),
 ]
 _NOT_MODIFIED = OpenApiResponse(description="Not modified: the If-None-Match ETag is current.")
+# Answered by the HTTP server before the app sees the request, so its body is not the app's JSON.
+URI_TOO_LONG = OpenApiResponse(
+    description="The request line (method, path and query) is longer than the HTTP server takes: 4094 bytes, "
+    "gunicorn's limit_request_line."
+)
+
+# What catalog.params accepts, stated for the schema.
+_TEXT = {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": "^[^\\u0000]*$"}
+_PRODUCT_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+PRODUCT_ID_PATH = OpenApiParameter(
+    "product_id", _PRODUCT_ID, OpenApiParameter.PATH, description="Any other value is a product that does not exist."
+)
 
 
 class CachedProductApi(APIView):
@@ -115,10 +130,20 @@ class ProductListApi(CachedProductApi):
         operation_id="products_list",
         summary="Products in id order, filtered and paginated",
         parameters=[
-            OpenApiParameter("category", str, description="Exact category name."),
-            OpenApiParameter("q", str, description="Case-insensitive search in the product name."),
-            OpenApiParameter("page", int, description="1-based page number; past the last page the list is empty."),
-            OpenApiParameter("page_size", int, description=f"Default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE}."),
+            OpenApiParameter("category", _TEXT, description="Exact category name (blanks at either end dropped)."),
+            OpenApiParameter(
+                "q", _TEXT, description="Case-insensitive search in the product name (blanks at either end dropped)."
+            ),
+            OpenApiParameter(
+                "page",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
+                description="1-based page number; past the last page the list is empty.",
+            ),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE},
+                description=f"Default {DEFAULT_PAGE_SIZE}, at most {MAX_PAGE_SIZE}.",
+            ),
             *_CACHE_HEADERS,
             OpenApiParameter("Link", str, OpenApiParameter.HEADER, response=True, description="RFC 8288 pages."),
             OpenApiParameter(
@@ -129,7 +154,7 @@ class ProductListApi(CachedProductApi):
                 description="Matching products; above 1,000 matches, PostgreSQL's estimate.",
             ),
         ],
-        responses={200: ProductSerializer(many=True), 304: _NOT_MODIFIED, **_errors(400, 503)},
+        responses={200: ProductSerializer(many=True), 304: _NOT_MODIFIED, **_errors(400, 503), 414: URI_TOO_LONG},
     )
     def get(self, request):
         return product_list_get(request)
@@ -176,8 +201,8 @@ class ProductDetailApi(CachedProductApi):
     @extend_schema(
         operation_id="products_retrieve",
         summary="One product with its description",
-        parameters=[OpenApiParameter("product_id", int, OpenApiParameter.PATH), *_CACHE_HEADERS],
-        responses={200: ProductDetailSerializer, 304: _NOT_MODIFIED, **_errors(404, 503)},
+        parameters=[PRODUCT_ID_PATH, *_CACHE_HEADERS],
+        responses={200: ProductDetailSerializer, 304: _NOT_MODIFIED, **_errors(404, 503), 414: URI_TOO_LONG},
     )
     def get(self, request, product_id):
         return product_detail_get(request, product_id)
@@ -199,8 +224,8 @@ class InventoryApi(NoStoreApi):
     @extend_schema(
         operation_id="inventory_retrieve",
         summary="Live stock of one product (never cached)",
-        parameters=[OpenApiParameter("product_id", int, OpenApiParameter.PATH)],
-        responses={200: InventorySerializer, **_errors(404, 503)},
+        parameters=[PRODUCT_ID_PATH],
+        responses={200: InventorySerializer, **_errors(404, 503), 414: URI_TOO_LONG},
     )
     def get(self, request, product_id):
         pk = product_id_param(product_id)
@@ -215,9 +240,16 @@ class InventoryBatchApi(NoStoreApi):
         operation_id="inventory_list",
         summary=f"Live stock of up to {MAX_BATCH_IDS} products in one request; unknown ids are left out",
         parameters=[
-            OpenApiParameter("product_ids", str, required=True, description="Comma-separated product ids, e.g. 1,2,3.")
+            OpenApiParameter(
+                "product_ids",
+                {"type": "array", "items": _PRODUCT_ID, "minItems": 1, "maxItems": MAX_BATCH_IDS},
+                required=True,
+                style="form",
+                explode=False,
+                description=f"Comma-separated product ids, e.g. 1,2,3: 1 to {MAX_BATCH_IDS}, no blanks.",
+            )
         ],
-        responses={200: InventorySerializer(many=True), **_errors(400, 503)},
+        responses={200: InventorySerializer(many=True), **_errors(400, 503), 414: URI_TOO_LONG},
     )
     def get(self, request):
         rows = inventory_list(product_ids=product_ids_param(request.query_params))

@@ -59,30 +59,32 @@ def product_id_param(raw: str) -> int:
 
 
 def product_ids_param(query: QueryDict) -> list[int]:
-    raw = query.get("product_ids", "").strip()
+    """`1,2,3`: 1 to MAX_BATCH_IDS positive ids separated by commas, nothing else (no blanks, no empty entries)."""
+    raw = query.get("product_ids")
     if not raw:
         raise InvalidParameter("product_ids is required: a comma-separated list of product ids, e.g. 1,2,3.")
-    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    parts = raw.split(",")
+    if len(parts) > MAX_BATCH_IDS:
+        raise InvalidParameter(f"product_ids may name at most {MAX_BATCH_IDS} products, got {len(parts)}.")
     if not all(_is_digits(part) and 0 < int(part) <= MAX_ID for part in parts):
-        raise InvalidParameter("product_ids must be positive whole numbers separated by commas.")
-    ids = sorted({int(part) for part in parts})
-    if len(ids) > MAX_BATCH_IDS:
-        raise InvalidParameter(f"product_ids may name at most {MAX_BATCH_IDS} products, got {len(ids)}.")
-    return ids
+        raise InvalidParameter("product_ids must be positive whole numbers separated by commas, e.g. 1,2,3.")
+    return sorted({int(part) for part in parts})
 
 
 def _text(query: QueryDict, name: str) -> str:
-    value = query.get(name, "").strip()
+    """Up to MAX_TEXT_LENGTH characters as sent, without NUL; blanks at either end are dropped."""
+    value = query.get(name, "")
     if len(value) > MAX_TEXT_LENGTH:
         raise InvalidParameter(f"{name} may be at most {MAX_TEXT_LENGTH} characters long.")
     if "\x00" in value:
         raise InvalidParameter(f"{name} must not contain NUL characters.")
-    return value
+    return value.strip()
 
 
 def _whole_number(query: QueryDict, name: str, *, default: int, maximum: int) -> int:
-    raw = query.get(name, "").strip()
-    if not raw:
+    """Absent: the default. Present: digits only, 1 to maximum (an empty value is refused, not read as absent)."""
+    raw = query.get(name)
+    if raw is None:
         return default
     if not _is_digits(raw) or not 1 <= int(raw) <= maximum:
         raise InvalidParameter(f"{name} must be a whole number from 1 to {maximum}, got {raw[:20]!r}.")

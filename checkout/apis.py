@@ -3,14 +3,17 @@
 import re
 
 from django.conf import settings
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
+from catalog.apis import URI_TOO_LONG
 from checkout.exceptions import InvalidRequest, OrderNotFound
 from checkout.ratelimit import ratelimit_ip, ratelimit_session
 from checkout.selectors import order_get_for_session, session_get_by_token
 from checkout.serializers import (
+    SESSION_TOKEN_MAX_LENGTH,
     CheckoutErrorSerializer,
     CheckoutInputSerializer,
     OrderOutputSerializer,
@@ -21,16 +24,27 @@ from checkout.serializers import (
 from checkout.services import checkout_place, session_create
 from shop.apis import NoStoreApi
 
-_IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+# 1-255 printable ASCII characters, no blank at either end (an HTTP server strips those from a header value).
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
+MAX_ORDER_ID = 2**63 - 1  # a bigint primary key
 
 SESSION_HEADER = OpenApiParameter(
-    "X-Session-Token", str, OpenApiParameter.HEADER, description="The token from POST /api/sessions."
+    "X-Session-Token",
+    {"type": "string", "minLength": 1, "maxLength": SESSION_TOKEN_MAX_LENGTH, "pattern": "^[\\u0021-\\u007e]+$"},
+    OpenApiParameter.HEADER,
+    description="The token from POST /api/sessions (printable ASCII, no blanks); any other value is 401.",
 )
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": "^[\\u0021-\\u007e]([\\u0020-\\u007e]*[\\u0021-\\u007e])?$",
+    },
     OpenApiParameter.HEADER,
-    description="1-255 printable characters, kept 24 h per session: a repeat gets the first answer again.",
+    description="1-255 printable ASCII characters, no blank at either end, kept 24 h per session: a repeat gets "
+    "the first answer again. Any other value is 400.",
 )
 
 
@@ -56,7 +70,18 @@ class SessionCreateApi(NoStoreApi):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
+class BodyRequiredSchema(AutoSchema):
+    """drf-spectacular marks a body required only when one of its fields is; a checkout's needs one of two shapes."""
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        body["required"] = True
+        return body
+
+
 class CheckoutApi(NoStoreApi):
+    schema = BodyRequiredSchema()
+
     @extend_schema(
         operation_id="checkout",
         request=CheckoutInputSerializer,
@@ -81,7 +106,9 @@ class CheckoutApi(NoStoreApi):
         ratelimit_ip(request, scope="checkout", rate=settings.RATELIMIT_CHECKOUT_PER_IP)
         lines, body_token = checkout_input(request.data)
         idempotency_key = _idempotency_key(request)
-        token = request.META.get("HTTP_X_SESSION_TOKEN") or body_token
+        token = request.META.get("HTTP_X_SESSION_TOKEN")
+        if token is None:
+            token = body_token
         if token:
             ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
         order = checkout_place(token=token, lines=lines, idempotency_key=idempotency_key)
@@ -91,17 +118,29 @@ class CheckoutApi(NoStoreApi):
 class OrderDetailApi(NoStoreApi):
     @extend_schema(
         operation_id="order_detail",
-        parameters=[SESSION_HEADER, OpenApiParameter("order_id", int, OpenApiParameter.PATH)],
+        parameters=[
+            OpenApiParameter(
+                "X-Session-Token",
+                SESSION_HEADER.type,
+                OpenApiParameter.HEADER,
+                required=True,
+                description=SESSION_HEADER.description,
+            ),
+            OpenApiParameter(
+                "order_id", {"type": "integer", "minimum": 1, "maximum": MAX_ORDER_ID}, OpenApiParameter.PATH
+            ),
+        ],
         responses={
             200: OrderOutputSerializer,
             401: SESSION_MISSING,
             404: _error("order_not_found: no such order for this session."),
+            414: URI_TOO_LONG,
         },
         summary="An order, for the session that placed it.",
     )
     def get(self, request, order_id: str):
         session = session_get_by_token(token=request.META.get("HTTP_X_SESSION_TOKEN"))
-        if not order_id.isdigit() or len(order_id) > 18:  # beyond bigint
+        if not (order_id.isascii() and order_id.isdigit()) or len(order_id) > 19 or int(order_id) > MAX_ORDER_ID:
             raise OrderNotFound(order_id=order_id)
         order = order_get_for_session(order_id=int(order_id), session=session)
         return Response(OrderOutputSerializer(order).data)
@@ -111,6 +150,6 @@ def _idempotency_key(request) -> str | None:
     key = request.META.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
         return None
-    if not _IDEMPOTENCY_KEY.match(key):
-        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters.")
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidRequest("Idempotency-Key must be 1 to 255 printable ASCII characters, no blank at either end.")
     return key

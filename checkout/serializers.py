@@ -1,24 +1,82 @@
 """The checkout's request and response shapes (validation of form only; the rules live in services)."""
 
+from django.conf import settings
+from django.core.validators import RegexValidator
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from checkout.models import Order
 from checkout.services import MAX_LINES, LineRequest
 
+# A session token as POST /api/sessions hands it out is 43 URL-safe characters; any token is printable ASCII
+# without blanks. In the schema \A and \Z become ECMA's ^ and $ (Python's $ would let a trailing newline through).
+PRINTABLE_NO_BLANK = r"\A[\x21-\x7e]+\Z"
+SESSION_TOKEN_MAX_LENGTH = 128
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, and only that: "2" (text), 2.0 and true are refused rather than converted."""
+
+    def to_internal_value(self, data):
+        if type(data) is not int:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, and only that: 12345 is refused rather than converted."""
+
+    def to_internal_value(self, data):
+        if type(data) is not str:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QuantityField(StrictIntegerField):
+    """Units of one product: 1 to CHECKOUT_MAX_QUANTITY_PER_LINE (enforced by services.lines_merge, after merging)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(min_value=1, **kwargs)
+
+
+class QuantityFieldSchema(OpenApiSerializerFieldExtension):
+    """The cap is a setting, so the schema reads it when it is generated."""
+
+    target_class = QuantityField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "integer", "minimum": 1, "maximum": settings.CHECKOUT_MAX_QUANTITY_PER_LINE}
+
+
+def session_token_field(**kwargs) -> StrictCharField:
+    return StrictCharField(
+        max_length=SESSION_TOKEN_MAX_LENGTH,
+        trim_whitespace=False,
+        validators=[RegexValidator(PRINTABLE_NO_BLANK, "A session token is printable ASCII without blanks.")],
+        **kwargs,
+    )
+
 
 class LineInputSerializer(serializers.Serializer):
-    product_id = serializers.IntegerField(min_value=1)
-    quantity = serializers.IntegerField(min_value=1)
+    product_id = StrictIntegerField(min_value=1)
+    quantity = QuantityField()
 
 
 class CheckoutInputSerializer(serializers.Serializer):
     """Either one line (`product_id`, `quantity`: what existing clients send) or `items`."""
 
-    session_token = serializers.CharField(required=False, max_length=128, help_text="Or header X-Session-Token.")
-    product_id = serializers.IntegerField(min_value=1, required=False)
-    quantity = serializers.IntegerField(min_value=1, required=False)
-    items = LineInputSerializer(many=True, required=False, allow_empty=False, max_length=MAX_LINES)
+    session_token = session_token_field(required=False, help_text="Or header X-Session-Token.")
+    product_id = StrictIntegerField(min_value=1, required=False)
+    quantity = QuantityField(required=False)
+    items = LineInputSerializer(
+        many=True,
+        required=False,
+        allow_empty=False,
+        max_length=MAX_LINES,
+        help_text=f"1 to {MAX_LINES} lines. A product listed twice is one line with the quantities added, and the "
+        "sum is held to the same maximum as one quantity.",
+    )
 
     def validate(self, attrs):
         single = "product_id" in attrs or "quantity" in attrs
@@ -37,6 +95,21 @@ class CheckoutInputSerializer(serializers.Serializer):
         data = self.validated_data
         items = data.get("items") or [{"product_id": data["product_id"], "quantity": data["quantity"]}]
         return [LineRequest(product_id=item["product_id"], quantity=item["quantity"]) for item in items]
+
+
+class CheckoutInputSchema(OpenApiSerializerExtension):
+    """What validate() enforces, in JSON Schema: exactly one of the two shapes, and the bounds of `items`."""
+
+    target_class = CheckoutInputSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["properties"]["items"].update(minItems=1, maxItems=MAX_LINES)
+        schema["oneOf"] = [
+            {"required": ["product_id", "quantity"], "not": {"required": ["items"]}},
+            {"required": ["items"], "not": {"anyOf": [{"required": ["product_id"]}, {"required": ["quantity"]}]}},
+        ]
+        return schema
 
 
 def checkout_input(data) -> tuple[list[LineRequest], str | None]:
@@ -78,13 +151,13 @@ def _plain_line(item) -> LineRequest | None:
 
 
 def _plain_token(token) -> bool:
-    """A token the serializer keeps as it is: text, 1-128 characters, no surrounding blanks, nothing it refuses."""
+    """A token the serializer accepts: text, 1-128 printable ASCII characters, no blank (PRINTABLE_NO_BLANK)."""
     return (
         type(token) is str
-        and 0 < len(token) <= 128
+        and 0 < len(token) <= SESSION_TOKEN_MAX_LENGTH
         and token.isascii()
         and token.isprintable()
-        and token == token.strip()
+        and " " not in token
     )
 
 

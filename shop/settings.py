@@ -1,5 +1,6 @@
 """Settings for the shop. The only module that reads the environment (through shop.env)."""
 
+import multiprocessing
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +34,8 @@ ORIGIN_VERIFY = _app_secret.get("origin_verify") or env.text("ORIGIN_VERIFY")
 REDIS_AUTH_TOKEN = _app_secret.get("redis_auth_token") or env.text("REDIS_AUTH_TOKEN")
 
 ALLOWED_HOSTS = env.items("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
-# CloudFront + ALB each append one address to X-Forwarded-For: 2 on AWS, 0 locally.
+# CloudFront + ALB each append one address to X-Forwarded-For: 2 on AWS, 0 locally. The header is read only on
+# requests carrying ORIGIN_VERIFY in X-Origin-Verify (checkout.ratelimit.client_ip).
 TRUSTED_PROXY_COUNT = env.integer("TRUSTED_PROXY_COUNT", 0)
 
 INSTALLED_APPS = [
@@ -176,6 +178,11 @@ RATELIMIT_SESSIONS_PER_IP = env.text("RATELIMIT_SESSIONS_PER_IP", "30/m")
 RATELIMIT_CHECKOUT_PER_IP = env.text("RATELIMIT_CHECKOUT_PER_IP", "60/m")
 RATELIMIT_CHECKOUT_PER_SESSION = env.text("RATELIMIT_CHECKOUT_PER_SESSION", "20/m")
 RATELIMIT_ALLOW_IPS = env.items("RATELIMIT_ALLOW_IPS")
+# While Redis is away each process admits limit // this many per window, so one instance admits at most the limit:
+# the processes that share an instance's limits, gunicorn's workers (the same default as shop/gunicorn.conf.py).
+RATELIMIT_LOCAL_PROCESSES = env.integer(
+    "RATELIMIT_LOCAL_PROCESSES", env.integer("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2)
+)
 # Units of one product a single checkout may buy; larger quantities get 400.
 CHECKOUT_MAX_QUANTITY_PER_LINE = env.integer("CHECKOUT_MAX_QUANTITY_PER_LINE", 10)
 

@@ -27,7 +27,12 @@ def test_product_list_params_normalise_equal_queries_to_one_key():
         "page_size=0",
         "page_size=101",
         "q=" + "a" * 101,
+        "q=" + "+" * 101,
         "category=%00",
+        "page=",
+        "page=+5",
+        "page_size=",
+        "page_size=%2010",
     ],
 )
 def test_product_list_params_reject_bad_values(query):
@@ -42,7 +47,13 @@ def test_product_id_param_treats_impossible_ids_as_unknown(raw):
 
 
 def test_product_ids_param_sorts_and_deduplicates():
-    assert product_ids_param(QueryDict("product_ids=3, 1,3,2,")) == [1, 2, 3]
+    assert product_ids_param(QueryDict("product_ids=3,1,3,2")) == [1, 2, 3]
+
+
+def test_product_ids_param_takes_its_largest_list():
+    ids = ",".join(str(n) for n in range(1, 101))
+
+    assert product_ids_param(QueryDict(f"product_ids={ids}")) == list(range(1, 101))
 
 
 @pytest.mark.parametrize(
@@ -54,6 +65,14 @@ def test_product_ids_param_sorts_and_deduplicates():
         "product_ids=0",
         "product_ids=-2",
         "product_ids=" + ",".join(str(n) for n in range(1, 102)),
+        "product_ids=" + ",".join(["1"] * 101),
+        "product_ids=1,,2",
+        "product_ids=1,",
+        "product_ids=,1",
+        "product_ids=1,%202",
+        "product_ids=%201",
+        "product_ids=1;2",
+        "product_ids=" + str(2**63),
     ],
 )
 def test_product_ids_param_rejects_bad_lists(query):

@@ -20,9 +20,9 @@ _skus = itertools.count(1)
 def _ratelimits_off(settings):
     """Most tests send many requests from one address; the rate-limit tests switch the limiter back on."""
     settings.RATELIMIT_ENABLED = False
-    ratelimit._local_log.clear()
+    ratelimit.local_counts.clear()
     yield
-    ratelimit._local_log.clear()
+    ratelimit.local_counts.clear()
 
 
 @pytest.fixture(autouse=True)

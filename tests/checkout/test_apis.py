@@ -162,6 +162,73 @@ def test_checkout_refuses_an_invalid_body_with_400(client, make_product, make_to
     assert snapshot() == before
 
 
+@pytest.mark.parametrize(
+    ("make_body", "field"),
+    [
+        (lambda pid: {"product_id": pid, "quantity": "2"}, "quantity"),
+        (lambda pid: {"product_id": str(pid), "quantity": 1}, "product_id"),
+        (lambda pid: {"product_id": pid, "quantity": 2.0}, "quantity"),
+        (lambda pid: {"product_id": pid, "quantity": True}, "quantity"),
+        (lambda pid: {"product_id": pid, "quantity": [2]}, "quantity"),
+        (lambda pid: {"items": [{"product_id": pid, "quantity": "1"}]}, "items"),
+        (lambda pid: {"items": [{"product_id": float(pid), "quantity": 1}]}, "items"),
+        (lambda pid: {"product_id": pid, "quantity": 1, "session_token": 12345}, "session_token"),
+        (lambda pid: {"product_id": pid, "quantity": 1, "session_token": " padded "}, "session_token"),
+        (lambda pid: {"product_id": pid, "quantity": 1, "session_token": "two words"}, "session_token"),
+    ],
+    ids=[
+        "text-quantity",
+        "text-product",
+        "float-quantity",
+        "true-quantity",
+        "list-quantity",
+        "text-item-quantity",
+        "float-item-product",
+        "number-token",
+        "padded-token",
+        "blank-in-token",
+    ],
+)
+def test_checkout_takes_json_types_as_documented(client, make_product, make_token, make_body, field):
+    # given: a body that would be a valid order if its values were converted
+    product = make_product(stock=10)
+    before = snapshot()
+
+    response = checkout(client, make_body(product.pk), token=make_token(), key="k")
+
+    # then: refused with the field named, nothing written (no order, no stock change, no claimed key)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "invalid"
+    assert body["detail"] == "Invalid request."
+    assert field in body["errors"]
+    assert snapshot() == before
+    assert stock_of(product) == 10
+
+
+def test_an_empty_session_header_is_not_replaced_by_the_body_token(client, make_product, make_token):
+    product = make_product()
+    before = snapshot()
+
+    response = checkout(client, {"product_id": product.pk, "quantity": 1, "session_token": make_token()}, token="")
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "session_required"
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("key", [" leading", "trailing ", " "])
+def test_an_idempotency_key_with_a_blank_at_either_end_is_400(client, make_product, make_token, key):
+    product = make_product()
+    before = snapshot()
+
+    response = checkout(client, {"product_id": product.pk, "quantity": 1}, token=make_token(), key=key)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
+    assert snapshot() == before
+
+
 def test_checkout_refuses_a_string_product_id_with_400(client, make_token):
     before = snapshot()
 
@@ -465,6 +532,6 @@ def test_schema_describes_every_checkout_response(client):
     paths = response.json()["paths"]
     assert set(paths["/api/checkout"]["post"]["responses"]) == {"201", "400", "401", "404", "409", "422", "429"}
     assert set(paths["/api/sessions"]["post"]["responses"]) == {"201", "429"}
-    assert set(paths["/api/orders/{order_id}"]["get"]["responses"]) == {"200", "401", "404"}
+    assert set(paths["/api/orders/{order_id}"]["get"]["responses"]) == {"200", "401", "404", "414"}
     parameters = {p["name"] for p in paths["/api/checkout"]["post"]["parameters"]}
     assert parameters == {"X-Session-Token", "Idempotency-Key"}
