@@ -144,9 +144,9 @@ def client_ip(request) -> str:
     CloudFront adds and the ALB requires): anyone else can write that header, so without the secret the request is
     limited by its peer address. With TRUSTED_PROXY_COUNT = n, each of the n proxies appended the address it
     received from, so the n-th entry from the right is the client; anything left of it came from the client and
-    is ignored. With n = 0, or a header shorter than n, REMOTE_ADDR.
+    is ignored. With n = 0, or a header shorter than n, the peer address (peer_address()).
     """
-    remote = request.META.get("REMOTE_ADDR", "")
+    remote = peer_address(request)
     hops = settings.TRUSTED_PROXY_COUNT
     if hops <= 0 or not came_through_origin(request):
         return remote
@@ -158,6 +158,20 @@ def client_ip(request) -> str:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return remote
+
+
+def peer_address(request) -> str:
+    """The address the connection came from: REMOTE_ADDR, or, behind the nginx front on a unix socket (where
+    REMOTE_ADDR is empty), the address nginx received the connection from, the last X-Forwarded-For entry it
+    appended (shop/nginx/nginx.conf)."""
+    remote = request.META.get("REMOTE_ADDR") or ""
+    if remote:
+        return remote
+    appended = request.META.get("HTTP_X_FORWARDED_FOR", "").rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(appended))
+    except ValueError:
+        return ""
 
 
 def came_through_origin(request) -> bool:

@@ -103,6 +103,20 @@ def test_forwarded_for_is_ignored_without_the_origin_secret(settings, configured
 
 
 @pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [("203.0.113.7, 198.51.100.1", "198.51.100.1"), ("198.51.100.1", "198.51.100.1"), ("", ""), ("junk", "")],
+)
+def test_behind_the_front_on_a_unix_socket_the_peer_is_what_nginx_appended(settings, forwarded, expected):
+    # given: gunicorn on a unix socket (REMOTE_ADDR empty) behind nginx, which appends its peer; no origin secret
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.ORIGIN_VERIFY = "x" * 32
+    request = RequestFactory().post("/api/sessions", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="")
+
+    # then: the client's own entries are ignored, nginx's peer counts (not one bucket "" for every client)
+    assert client_ip(request) == expected
+
+
+@pytest.mark.parametrize(
     ("address", "bucket"),
     [
         ("203.0.113.7", "203.0.113.7"),
