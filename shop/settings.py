@@ -263,7 +263,8 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["stdout"], "level": env.text("LOG_LEVEL", "INFO")},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    # runserver's own per-request line ("GET / 200") would repeat the request log's.
+    "loggers": {"django.request": {"level": "ERROR"}, "django.server": {"level": "CRITICAL"}},
 }
 
 # --- Ops toolkit (opsinfra) -----------------------------------------------------------------------------

@@ -43,7 +43,9 @@ def needs_redis():
 
 @pytest.fixture(autouse=True)
 def _unhashed_static_files(settings):
-    """Hashed names need `collectstatic`, which only `make serve` and deploys run; pages render without it."""
+    """Hashed names need `collectstatic`, which only `make serve` and deploys run; pages render without it. And
+    WhiteNoise would walk a collected staticfiles/ (left by `make serve` or `make bench`) for every test client."""
+    settings.STATIC_ROOT = None
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
