@@ -91,3 +91,11 @@ def test_request_line_is_exactly_the_json_line_it_replaces(created, path, rid):
 
     assert line == expected
     assert json.loads(line)["path"] == path
+
+
+def test_runserver_adds_no_second_line_per_request():
+    # runserver logs each request to django.server; the request log already wrote the request's one line
+    import logging
+
+    assert not logging.getLogger("django.server").isEnabledFor(logging.ERROR)
+    assert logging.getLogger("shop.request").isEnabledFor(logging.INFO)
