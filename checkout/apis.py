@@ -145,7 +145,8 @@ class CartItemApi(NoStoreApi):
             404: _error("product_not_found."),
             409: _error(
                 "insufficient_stock (not that many units available), limit_exceeded (the product's max_per_session, "
-                "counting the session's orders), or hold_limit_exceeded (products per cart, units per address)."
+                "counting the session's orders), hold_limit_exceeded (products per cart, units per address), or "
+                "hold_not_allowed (the product is on flash sale)."
             ),
         },
         summary="Hold `quantity` units of a product in the cart (0 removes the line); renews the hold's time.",

@@ -21,6 +21,7 @@ from catalog.services import InsufficientStock
 from checkout.exceptions import (
     CartEmpty,
     HoldLimitExceeded,
+    HoldNotAllowed,
     InvalidRequest,
     ProductNotFound,
     PurchaseLimitExceeded,
@@ -66,9 +67,11 @@ def cart_line_set(*, token: str | None, product_id: int, quantity: int, client_i
     """Hold `quantity` units of a product in the token's cart for CART_HOLD_SECONDS (0 removes the line).
 
     Refuses, with nothing written: a quantity outside 0..CHECKOUT_MAX_QUANTITY_PER_LINE (InvalidRequest), an
-    unknown product (ProductNotFound), more than the product's max_per_session counting the session's orders
-    (PurchaseLimitExceeded), more than is available (InsufficientStock), more than CART_MAX_HOLDS_PER_SESSION
-    products in the cart or CART_MAX_HELD_UNITS_PER_IP units held from `client_ip` (HoldLimitExceeded).
+    unknown product (ProductNotFound), a product on flash sale (HoldNotAllowed: the Redis gate counts its units
+    first come, first served and knows nothing of holds), more than the product's max_per_session counting the
+    session's orders (PurchaseLimitExceeded), more than is available (InsufficientStock), more than
+    CART_MAX_HOLDS_PER_SESSION products in the cart or CART_MAX_HELD_UNITS_PER_IP units held from `client_ip`
+    (HoldLimitExceeded).
 
     One transaction. Locks, in this order: the session's row (FOR NO KEY UPDATE: the session's holds and its
     limit are counted one request at a time), on PostgreSQL an advisory lock on `client_ip` (the address's units
@@ -91,12 +94,14 @@ def cart_line_set(*, token: str | None, product_id: int, quantity: int, client_i
         )
         if session is None:
             raise SessionInvalid()
-        product = Product.objects.filter(pk=product_id).values("max_per_session").first()
+        product = Product.objects.filter(pk=product_id).values("max_per_session", "sale_starts_at").first()
         if product is None:
             raise ProductNotFound(product_ids=[product_id])
         if quantity == 0:
             StockHold.objects.filter(session=session, product_id=product_id).delete()
             return session
+        if product["sale_starts_at"] is not None:
+            raise HoldNotAllowed(product_id=product_id)
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cart-ip:{client_ip}"])

@@ -99,6 +99,17 @@ class HoldLimitExceeded(DomainError):
         super().__init__(detail)
 
 
+class HoldNotAllowed(DomainError):
+    status_code = 409
+    code = "hold_not_allowed"
+
+    def __init__(self, *, product_id: int):
+        super().__init__(
+            f"Product {product_id} is on flash sale: it sells first come, first served at checkout and cannot be held.",
+            product_ids=[product_id],
+        )
+
+
 class CartEmpty(DomainError):
     status_code = 400
     code = "cart_empty"

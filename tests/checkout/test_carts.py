@@ -232,6 +232,9 @@ def test_bad_cart_input_is_a_json_4xx_with_nothing_written(needs_postgres, make_
     limited = make_product(stock=10)
     limited.max_per_session = 2
     limited.save()
+    on_sale = make_product(stock=10)
+    on_sale.sale_starts_at = timezone.now() + timedelta(days=1)
+    on_sale.save()
     token = make_token()
     assert checkout(token, limited.pk, 1).status_code == 201  # one bought already
     before = written()
@@ -246,6 +249,7 @@ def test_bad_cart_input_is_a_json_4xx_with_nothing_written(needs_postgres, make_
         (put(token, product.pk, {"quantity": 4}), 409, "insufficient_stock"),
         (put(token, sold_out.pk, {"quantity": 1}), 409, "insufficient_stock"),
         (put(token, limited.pk, {"quantity": 2}), 409, "limit_exceeded"),  # 1 ordered + 2 held > 2
+        (put(token, on_sale.pk, {"quantity": 1}), 409, "hold_not_allowed"),
         (put(None, product.pk, {"quantity": 1}), 401, "session_required"),
         (put("not-a-token", product.pk, {"quantity": 1}), 401, "session_invalid"),
         (cart_checkout(token), 400, "cart_empty"),
