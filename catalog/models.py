@@ -49,3 +49,36 @@ class Inventory(models.Model):
 
     def __str__(self) -> str:
         return f"{self.product_id}: {self.quantity}"
+
+
+class StockHold(models.Model):
+    """Units of a product held in one shopper session's cart until `expires_at` (see checkout.carts).
+
+    A hold counts against the product's available units while `expires_at` is in the future; an expired row counts
+    for nothing wherever it is read, so no sweep is needed for it to release (cleanup_expired deletes it later).
+    """
+
+    session = models.ForeignKey("checkout.ShopperSession", on_delete=models.CASCADE, related_name="+", db_index=False)
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="+", db_index=False)
+    units = models.PositiveIntegerField()
+    expires_at = models.DateTimeField()
+    # The one extension a hold gets when its checkout starts has been used.
+    extended = models.BooleanField(default=False)
+    # The client address that placed the hold: the per-address cap counts its active holds.
+    client_ip = models.CharField(max_length=45)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "product"], name="stock_hold_one_per_session_product"),
+            models.CheckConstraint(condition=models.Q(units__gte=1), name="stock_hold_units_positive"),
+        ]
+        indexes = [
+            # Every stock take and availability read sums a product's active holds.
+            models.Index(fields=["product", "expires_at"], name="stock_hold_product_idx"),
+            models.Index(fields=["client_ip", "expires_at"], name="stock_hold_client_ip_idx"),
+            models.Index(fields=["expires_at"], name="stock_hold_expires_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.units} x {self.product_id} for session {self.session_id}"

@@ -28,7 +28,12 @@ def product_detail_item(row: dict) -> dict:
 
 
 def inventory_item(row: dict) -> dict:
-    return {"product_id": row["product_id"], "quantity": row["quantity"], "updated_at": iso_datetime(row["updated_at"])}
+    return {
+        "product_id": row["product_id"],
+        "quantity": row["quantity"],
+        "available": row["available"],
+        "updated_at": iso_datetime(row["updated_at"]),
+    }
 
 
 def iso_datetime(value: datetime | None) -> str | None:
@@ -60,6 +65,9 @@ class ProductDetailSerializer(ProductSerializer):
 class InventorySerializer(serializers.Serializer):
     product_id = serializers.IntegerField()
     quantity = serializers.IntegerField(min_value=0, help_text="Units in stock, read live from the database.")
+    available = serializers.IntegerField(
+        min_value=0, help_text="Units in stock less those held in shoppers' carts: what a checkout can still buy."
+    )
     updated_at = serializers.DateTimeField(allow_null=True, help_text="Null when the product has no stock record.")
 
 

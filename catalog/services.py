@@ -9,21 +9,22 @@ from django.utils import timezone
 
 from catalog import cache, gate
 from catalog.exceptions import InsufficientStock, InvalidQuantity, ProductNotFound
-from catalog.models import Inventory, Product
+from catalog.models import Inventory, Product, StockHold
 from catalog.selectors import stock_short
 from shop.sql import model_sql
 
 
-def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:
-    """Take `quantity` units off the inventory of each `(product_id, quantity)` line, or none at all.
+def stock_reserve(*, lines: Iterable[tuple[int, int]], session_id: int) -> None:
+    """Take `quantity` units off the inventory of each `(product_id, quantity)` line for session `session_id`, or
+    none at all; units other sessions hold (active StockHold rows) are not taken.
 
     Must run inside the caller's `transaction.atomic()`, which is what makes the lines all-or-nothing: on
     InsufficientStock the caller's transaction rolls back the lines already taken.
 
     Locks: one conditional UPDATE per line row-locks that product's Inventory row until the caller's transaction
     ends, taken in ascending product id, so two carts over the same products never wait on each other in a cycle.
-    Nothing is read first: `quantity >= n` in the UPDATE itself is the check, so no round trip happens between the
-    check and the write. A line of a product without an Inventory row counts as out of stock.
+    Nothing is read first: `quantity >= n + held by others` in the UPDATE itself is the check, so no round trip
+    happens between the check and the write. A line of a product without an Inventory row counts as out of stock.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("stock_reserve() must run inside transaction.atomic().")
@@ -32,26 +33,35 @@ def stock_reserve(*, lines: Iterable[tuple[int, int]]) -> None:
     # auto_now applies to save() only; inventory readers and caches key on updated_at.
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        for index, (product_id, params) in enumerate(stock_take_params(ordered, now=now)):
+        for index, (product_id, params) in enumerate(stock_take_params(ordered, now=now, session_id=session_id)):
             cursor.execute(sql, params)
             if not cursor.rowcount:
                 raise InsufficientStock(product_ids=[product_id, *stock_short(lines=ordered[index + 1 :])])
 
 
-def stock_take_params(lines: Iterable[tuple[int, int]], *, now) -> list[tuple[int, list]]:
+def stock_take_params(lines: Iterable[tuple[int, int]], *, now, session_id: int) -> list[tuple[int, list]]:
     """Each `(product_id, quantity)` line's product id and stock_take_sql() parameters, in ascending product id:
-    the order the rows must be locked in. `now`: updated_at, adapted for the database."""
-    return [(product_id, [quantity, now, product_id, quantity]) for product_id, quantity in sorted(lines)]
+    the order the rows must be locked in. `now`: updated_at and the holds' clock, adapted for the database;
+    `session_id`: the buyer, whose own holds do not count against it."""
+    return [
+        (product_id, [quantity, now, product_id, quantity, product_id, now, session_id])
+        for product_id, quantity in sorted(lines)
+    ]
 
 
+# The stock row's units less the other sessions' active holds must cover the line. An expired hold counts for
+# nothing here, so holds release at their expiry without a sweep.
 STOCK_TAKE_SQL = (
-    "UPDATE {table} SET {quantity} = {quantity} - %s, {updated_at} = %s WHERE {product} = %s AND {quantity} >= %s"
+    (Inventory, "UPDATE {table} SET {quantity} = {quantity} - %s, {updated_at} = %s "),
+    (Inventory, "WHERE {product} = %s AND {quantity} >= %s + "),
+    (StockHold, "(SELECT COALESCE(SUM(h.{units}), 0) FROM {table} h "),
+    (StockHold, "WHERE h.{product} = %s AND h.{expires_at} > %s AND h.{session} <> %s)"),
 )
 
 
 def stock_take_sql() -> str:
     """One line's conditional UPDATE, by hand: the ORM's query building cost several times its round trip."""
-    return model_sql(Inventory, STOCK_TAKE_SQL)
+    return "".join(model_sql(model, part) for model, part in STOCK_TAKE_SQL)
 
 
 # --- Products and stock levels as operators set them (admin, shell, scripts) ---------------------------------------

@@ -9,15 +9,20 @@ from rest_framework import status
 from rest_framework.response import Response
 
 from catalog.apis import URI_TOO_LONG
-from checkout.exceptions import InvalidRequest, OrderNotFound
-from checkout.ratelimit import ratelimit_ip, ratelimit_session
+from checkout.carts import cart_checkout, cart_get, cart_line_remove, cart_line_set
+from checkout.exceptions import InvalidRequest, OrderNotFound, ProductNotFound
+from checkout.ratelimit import client_ip, ratelimit_ip, ratelimit_session
 from checkout.selectors import order_get_for_session, session_get_by_token
 from checkout.serializers import (
     SESSION_TOKEN_MAX_LENGTH,
+    CartItemInputSerializer,
+    CartOutputSerializer,
     CheckoutErrorSerializer,
     CheckoutInputSerializer,
     OrderOutputSerializer,
     SessionOutputSerializer,
+    cart_item_input,
+    cart_output,
     checkout_input,
     order_output,
 )
@@ -144,6 +149,87 @@ class OrderDetailApi(NoStoreApi):
             raise OrderNotFound(order_id=order_id)
         order = order_get_for_session(order_id=int(order_id), session=session)
         return Response(OrderOutputSerializer(order).data)
+
+
+class CartApi(NoStoreApi):
+    @extend_schema(
+        operation_id="cart_retrieve",
+        parameters=[SESSION_HEADER],
+        responses={200: CartOutputSerializer, 401: SESSION_MISSING},
+        summary="The session's cart: the lines it holds and until when.",
+    )
+    def get(self, request):
+        session = session_get_by_token(token=request.META.get("HTTP_X_SESSION_TOKEN"))
+        return Response(cart_output(cart_get(session=session)))
+
+
+class CartItemApi(NoStoreApi):
+    @extend_schema(
+        operation_id="cart_item_set",
+        request=CartItemInputSerializer,
+        parameters=[SESSION_HEADER, OpenApiParameter("product_id", int, OpenApiParameter.PATH)],
+        responses={
+            200: CartOutputSerializer,
+            400: _error("invalid_request: quantity missing, not a whole number, or over the per-line cap."),
+            401: SESSION_MISSING,
+            404: _error("product_not_found."),
+            409: _error(
+                "insufficient_stock (not that many units available), limit_exceeded (the product's max_per_session, "
+                "counting the session's orders), hold_limit_exceeded (products per cart, units per address), or "
+                "hold_not_allowed (the product is on flash sale)."
+            ),
+        },
+        summary="Hold `quantity` units of a product in the cart (0 removes the line); renews the hold's time.",
+    )
+    def put(self, request, product_id: str):
+        pid = _product_id(product_id)
+        quantity = cart_item_input(request.data)
+        session = cart_line_set(
+            token=request.META.get("HTTP_X_SESSION_TOKEN"),
+            product_id=pid,
+            quantity=quantity,
+            client_ip=client_ip(request),
+        )
+        return Response(cart_output(cart_get(session=session)))
+
+    @extend_schema(
+        operation_id="cart_item_remove",
+        parameters=[SESSION_HEADER, OpenApiParameter("product_id", int, OpenApiParameter.PATH)],
+        responses={200: CartOutputSerializer, 401: SESSION_MISSING, 404: _error("product_not_found.")},
+        summary="Release the cart's hold of a product (nothing to release is not an error).",
+    )
+    def delete(self, request, product_id: str):
+        session = cart_line_remove(token=request.META.get("HTTP_X_SESSION_TOKEN"), product_id=_product_id(product_id))
+        return Response(cart_output(cart_get(session=session)))
+
+
+class CartCheckoutApi(NoStoreApi):
+    @extend_schema(
+        operation_id="cart_checkout",
+        request=None,
+        parameters=[SESSION_HEADER, IDEMPOTENCY_HEADER],
+        responses={
+            201: OrderOutputSerializer,
+            400: _error("cart_empty, or a bad Idempotency-Key."),
+            401: SESSION_MISSING,
+            409: _error("As POST /api/checkout: insufficient_stock, limit_exceeded, request_in_progress."),
+            429: RATE_LIMITED,
+        },
+        summary="Buy what the cart holds, all or nothing; the holds become the order.",
+    )
+    def post(self, request):
+        ratelimit_ip(request, scope="checkout", rate=settings.RATELIMIT_CHECKOUT_PER_IP)
+        token = request.META.get("HTTP_X_SESSION_TOKEN")
+        if token:
+            ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
+        order = cart_checkout(token=token, idempotency_key=_idempotency_key(request))
+        return Response(order_output(order), status=status.HTTP_201_CREATED)
+
+
+def _product_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 18:  # beyond bigint
+        raise ProductNotFound(product_ids=[value])
+    return int(value)
 
 
 def _idempotency_key(request) -> str | None:

@@ -89,3 +89,30 @@ class PurchaseLimitExceeded(DomainError):
             product_ids=product_ids,
         )
         self.product_ids = product_ids
+
+
+class HoldLimitExceeded(DomainError):
+    status_code = 409
+    code = "hold_limit_exceeded"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+
+
+class HoldNotAllowed(DomainError):
+    status_code = 409
+    code = "hold_not_allowed"
+
+    def __init__(self, *, product_id: int):
+        super().__init__(
+            f"Product {product_id} is on flash sale: it sells first come, first served at checkout and cannot be held.",
+            product_ids=[product_id],
+        )
+
+
+class CartEmpty(DomainError):
+    status_code = 400
+    code = "cart_empty"
+
+    def __init__(self):
+        super().__init__("The cart holds nothing to check out; add lines with PUT /api/cart/items/<product_id>.")

@@ -2,10 +2,12 @@
 
 from django.conf import settings
 from django.core.validators import RegexValidator
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from checkout.exceptions import InvalidRequest
 from checkout.models import Order
 from checkout.services import MAX_LINES, LineRequest
 
@@ -222,3 +224,51 @@ class CheckoutErrorSerializer(serializers.Serializer):
     product_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
     retry_after = serializers.IntegerField(required=False, help_text="429 only; also sent as Retry-After.")
     errors = serializers.DictField(required=False, help_text="Per-field messages of a 400.")
+
+
+class CartItemInputSerializer(serializers.Serializer):
+    quantity = serializers.IntegerField(min_value=0, help_text="Units to hold; 0 removes the line.")
+
+
+class CartLineOutputSerializer(serializers.Serializer):
+    product_id = serializers.IntegerField()
+    name = serializers.CharField()
+    unit_price = serializers.DecimalField(max_digits=10, decimal_places=2)
+    currency = serializers.CharField()
+    quantity = serializers.IntegerField()
+    held_until = serializers.DateTimeField(help_text="The hold ends then; the units go back to other shoppers.")
+    seconds_left = serializers.IntegerField()
+
+
+class CartOutputSerializer(serializers.Serializer):
+    items = CartLineOutputSerializer(many=True)
+
+
+def cart_item_input(data) -> int:
+    """The `quantity` of a cart line's body: a whole number (its range is the service's to check)."""
+    quantity = data.get("quantity") if type(data) is dict else None
+    if type(quantity) is not int:
+        raise InvalidRequest('Send {"quantity": <whole number>}; 0 removes the line.')
+    return quantity
+
+
+def cart_output(lines) -> dict:
+    """The cart's JSON: each held line, when its hold ends and how many seconds are left of it."""
+    now = timezone.now()
+    return {
+        "items": CartLineOutputSerializer(
+            [
+                {
+                    "product_id": line.product_id,
+                    "name": line.name,
+                    "unit_price": line.price,
+                    "currency": line.currency,
+                    "quantity": line.quantity,
+                    "held_until": line.expires_at,
+                    "seconds_left": max(int((line.expires_at - now).total_seconds()), 0),
+                }
+                for line in lines
+            ],
+            many=True,
+        ).data
+    }

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from catalog import gate
 from catalog.exceptions import InsufficientStock
+from catalog.models import StockHold
 from checkout.exceptions import InvalidRequest, PurchaseLimitExceeded, SessionRequired
 from checkout.idempotency import (
     idempotency_claim,
@@ -245,10 +246,12 @@ def _sale_terms_check(*, lines: list[LineRequest], prices: dict[int, ProductPric
 class CleanupResult:
     sessions: int
     idempotency_records: int
+    holds: int = 0
 
 
 def expired_cleanup(*, batch_size: int = 1000, dry_run: bool = False) -> CleanupResult:
-    """Delete expired idempotency records, then expired sessions that placed no order, `batch_size` rows per
+    """Delete expired cart holds (they hold nothing already) and idempotency records, then expired sessions that
+    placed no order, `batch_size` rows per
     statement so no delete holds many row locks or a long transaction while the shop serves.
 
     Sessions that placed orders are kept: each order names its session.
@@ -258,9 +261,11 @@ def expired_cleanup(*, batch_size: int = 1000, dry_run: bool = False) -> Cleanup
     sessions = ShopperSession.objects.filter(expires_at__lt=cutoff).exclude(
         Exists(Order.objects.filter(session=OuterRef("pk")))
     )
+    holds = StockHold.objects.filter(expires_at__lte=timezone.now())
     if dry_run:
-        return CleanupResult(sessions=sessions.count(), idempotency_records=records.count())
+        return CleanupResult(sessions=sessions.count(), idempotency_records=records.count(), holds=holds.count())
     return CleanupResult(
+        holds=_delete_in_batches(holds, batch_size=batch_size),
         idempotency_records=_delete_in_batches(records, batch_size=batch_size),
         sessions=_delete_in_batches(sessions, batch_size=batch_size),
     )

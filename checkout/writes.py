@@ -5,13 +5,15 @@ transaction: no BEGIN or COMMIT round trip, and the stock rows' locks end with t
 still runs on its own, in this order. A stock UPDATE that finds too little stock, or a key's "done" UPDATE that
 finds the key taken over, is followed by a call of checkout_refuse() (migration checkout 0003), whose error rolls
 the whole query back. SQLite takes one statement per call, so there they run one by one in a transaction. Either way
-the stock rows are locked in ascending product id, from their UPDATE to the end of the transaction.
+the stock rows are locked in ascending product id, by one statement before their UPDATEs, to the end of the
+transaction; the buyer's own holds of the ordered products are deleted last, in the same transaction.
 """
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from catalog.exceptions import InsufficientStock
+from catalog.models import Inventory, StockHold
 from catalog.selectors import stock_short
 from catalog.services import stock_reserve, stock_take_params, stock_take_sql
 from checkout.exceptions import PurchaseLimitExceeded, RequestInProgress
@@ -57,6 +59,12 @@ BOUGHT_SQL = (
     (OrderLine, "l.{product_id} = %s"),
 )
 LIMIT_GUARD_SQL = "; SELECT CASE WHEN ({bought}) <= %s THEN 1 ELSE checkout_refuse('limit_exceeded', %s) END"
+# The lines' stock rows, locked in ascending product id before their UPDATEs. Each UPDATE then runs in a statement
+# of its own, whose snapshot includes every hold committed before the lock was granted (a hold is written under the
+# same row's lock, checkout.carts), so a checkout never takes units a hold committed while it waited.
+STOCK_LOCK_SQL = "; SELECT 1 FROM {table} WHERE {product} IN ({ids}) ORDER BY {product} FOR NO KEY UPDATE"
+# The buyer's own holds of the ordered products are used up by the order, in the same transaction.
+HOLDS_USED_SQL = "; DELETE FROM {table} WHERE {session} = %s AND {product} IN ({ids})"
 STOCK_GUARD_SQL = (
     " RETURNING 1) SELECT CASE WHEN EXISTS (SELECT FROM t) THEN 1 ELSE checkout_refuse('insufficient_stock', %s) END"
 )
@@ -144,10 +152,19 @@ def _write_batch(
         for product_id, limit in sorted(limits.items()):
             sql.append(LIMIT_GUARD_SQL.format(bought=_bought_sql()))
             values += [order.session_id, product_id, limit, product_id]
-    stock = stock_take_params([(line.product_id, line.quantity) for line in lines], now=db_datetime(order.updated_at))
+    stock = stock_take_params(
+        [(line.product_id, line.quantity) for line in lines],
+        now=db_datetime(order.updated_at),
+        session_id=order.session_id,
+    )
+    ids = placeholders(len(stock))
+    sql.append(model_sql(Inventory, STOCK_LOCK_SQL.replace("{ids}", ids)))
+    values += [product_id for product_id, _ in stock]
     for product_id, params in stock:
         sql += ["; WITH t AS (", stock_take_sql(), STOCK_GUARD_SQL]
         values += [*params, product_id]
+    sql.append(model_sql(StockHold, HOLDS_USED_SQL.replace("{ids}", ids)))
+    values += [order.session_id, *(product_id for product_id, _ in stock)]
     try:
         with connection.cursor() as cursor:
             cursor.execute("".join(sql), values)
@@ -192,4 +209,7 @@ def _write_one_by_one(
             cursor.execute(_bought_sql(), [order.session_id, product_id])
             if cursor.fetchone()[0] > limit:
                 raise PurchaseLimitExceeded(product_ids=[product_id])
-    stock_reserve(lines=[(line.product_id, line.quantity) for line in lines])
+    ordered = sorted(line.product_id for line in lines)
+    list(Inventory.objects.select_for_update(no_key=True).filter(product_id__in=ordered).order_by("pk").values("pk"))
+    stock_reserve(lines=[(line.product_id, line.quantity) for line in lines], session_id=order.session_id)
+    StockHold.objects.filter(session_id=order.session_id, product_id__in=ordered).delete()

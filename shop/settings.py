@@ -185,6 +185,11 @@ RATELIMIT_LOCAL_PROCESSES = env.integer(
 )
 # Units of one product a single checkout may buy; larger quantities get 400.
 CHECKOUT_MAX_QUANTITY_PER_LINE = env.integer("CHECKOUT_MAX_QUANTITY_PER_LINE", 10)
+# Carts (checkout.carts): how long adding a line holds its units (renewed once when the cart's checkout starts),
+# how many products one session may hold at once, and how many units all the sessions of one client address may.
+CART_HOLD_SECONDS = env.integer("CART_HOLD_SECONDS", 600)
+CART_MAX_HOLDS_PER_SESSION = env.integer("CART_MAX_HOLDS_PER_SESSION", 20)
+CART_MAX_HELD_UNITS_PER_IP = env.integer("CART_MAX_HELD_UNITS_PER_IP", 50)
 
 # --- Admin ----------------------------------------------------------------------------------------------
 # Off, or at a path of your choosing, in production (shop.urls); the models stay installed either way.

@@ -155,7 +155,10 @@ def test_inventory_reads_the_live_quantity_without_caching(client, make_products
     assert before.status_code == after.status_code == 200
     assert before.json()["quantity"] == 7
     assert after.json()["quantity"] == 3
-    assert set(after.json()) == {"product_id", "quantity", "updated_at"} == set(InventorySerializer().fields)
+    assert after.json()["available"] == 3
+    assert (
+        set(after.json()) == {"product_id", "quantity", "available", "updated_at"} == set(InventorySerializer().fields)
+    )
     assert after["Cache-Control"] == "no-store"
 
 
@@ -177,7 +180,7 @@ def test_inventory_of_a_product_without_stock_record_is_zero(client, make_produc
 
     body = client.get(f"/api/inventory/{product.pk}").json()
 
-    assert body == {"product_id": product.pk, "quantity": 0, "updated_at": None}
+    assert body == {"product_id": product.pk, "quantity": 0, "available": 0, "updated_at": None}
 
 
 def test_inventory_unknown_product_answers_404(client):

@@ -42,7 +42,7 @@ def test_cleanup_expired_dry_run_counts_and_deletes_nothing(expired_data):
 
     call_command("cleanup_expired", "--dry-run", stdout=out)
 
-    assert out.getvalue().strip() == "Would delete 3 expired session(s) and 1 idempotency record(s)."
+    assert out.getvalue().strip() == "Would delete 3 expired session(s), 1 idempotency record(s) and 0 cart hold(s)."
     assert ShopperSession.objects.count() == 6
     assert IdempotencyRecord.objects.count() == 2
 
@@ -52,7 +52,7 @@ def test_cleanup_expired_deletes_in_batches_and_keeps_sessions_with_orders(expir
 
     call_command("cleanup_expired", "--batch-size", "2", stdout=out)
 
-    assert out.getvalue().strip() == "Deleted 3 expired session(s) and 1 idempotency record(s)."
+    assert out.getvalue().strip() == "Deleted 3 expired session(s), 1 idempotency record(s) and 0 cart hold(s)."
     remaining = set(ShopperSession.objects.values_list("pk", flat=True))
     assert remaining == {expired_data[name].pk for name in ("live", "just_expired", "with_order")}
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import FieldDoesNotExist
 from django.db import connection
 
-from catalog.models import Inventory, Product
+from catalog.models import Inventory, Product, StockHold
 from catalog.services import stock_take_sql
 from checkout import idempotency, selectors, writes
 from checkout.models import IdempotencyRecord, Order, OrderLine, ShopperSession
@@ -21,7 +21,9 @@ STATEMENTS = {
     "order-lines": (OrderLine, lambda: model_sql(OrderLine, writes.ORDER_LINES_INSERT_SQL)),
     "claim": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, idempotency.CLAIM_INSERT_SQL)),
     "claim-done": (IdempotencyRecord, lambda: model_sql(IdempotencyRecord, writes.CLAIM_DONE_SQL)),
-    "stock-take": (Inventory, stock_take_sql),
+    "stock-take": ((Inventory, StockHold), stock_take_sql),
+    "stock-lock": (Inventory, lambda: model_sql(Inventory, writes.STOCK_LOCK_SQL.replace("{ids}", "%s"))),
+    "holds-used": (StockHold, lambda: model_sql(StockHold, writes.HOLDS_USED_SQL.replace("{ids}", "%s"))),
 }
 
 
@@ -43,14 +45,14 @@ def database_columns(table: str) -> set[str]:
 
 @pytest.mark.parametrize("name", STATEMENTS)
 def test_statements_name_only_the_model_table_and_its_columns(name):
-    model, build = STATEMENTS[name]
-    table = model._meta.db_table
+    models, build = STATEMENTS[name]
+    tables = {model._meta.db_table for model in (models if isinstance(models, tuple) else (models,))}
 
     sql = build()
     names = quoted_names(sql)
 
-    assert table in names
-    assert names - {table} <= database_columns(table)
+    assert tables <= names
+    assert names - tables <= set().union(*(database_columns(table) for table in tables))
     assert "{" not in sql
 
 

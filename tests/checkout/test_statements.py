@@ -46,7 +46,7 @@ def test_checkout_writes_go_in_one_batch_after_the_reads(needs_postgres, client,
     assert kind(prices) == "SELECT catalog_product"
     assert prices.endswith(f"IN ({', '.join(str(p.pk) for p in products)})")
     # the batch: one statement writing the order, all its lines and [the key's "done"], then one UPDATE per line
-    order_lines_key, *updates = statements[-1].split("; ")
+    order_lines_key, lock, *updates, holds_used = statements[-1].split("; ")
     assert re.findall(r'(INSERT INTO|UPDATE) "(\w+)"', order_lines_key) == [
         ("INSERT INTO", "checkout_order"),
         ("INSERT INTO", "checkout_orderline"),
@@ -54,8 +54,12 @@ def test_checkout_writes_go_in_one_batch_after_the_reads(needs_postgres, client,
     ]
     (values,) = re.findall(r"\(VALUES (.*?)\) AS v", order_lines_key)
     assert values.count("), (") == lines - 1  # all lines in one VALUES list
-    # last, so each stock row is locked only until the COMMIT (the other lines' UPDATEs, at most, come between)
+    # last, so each stock row is locked only until the COMMIT (the other lines' UPDATEs, at most, come between); the
+    # rows are locked by one statement first, so each UPDATE's snapshot sees the holds committed before the lock
+    assert kind(lock) == "SELECT catalog_inventory" and lock.endswith("FOR NO KEY UPDATE")
     assert [kind(sql) for sql in updates] == ["WITH catalog_inventory"] * lines
+    # the buyer's own holds of the products are used up in the same transaction
+    assert kind(holds_used) == "DELETE catalog_stockhold"
     # an UPDATE that finds too little stock ends the batch with an error, which rolls all of it back
     assert all(
         sql.endswith(f"checkout_refuse('insufficient_stock', {p.pk}) END")

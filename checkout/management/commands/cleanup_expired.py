@@ -4,7 +4,9 @@ from checkout.services import expired_cleanup
 
 
 class Command(BaseCommand):
-    help = "Delete expired shopper sessions and idempotency records, in batches; safe while the shop serves."
+    help = (
+        "Delete expired cart holds, shopper sessions and idempotency records, in batches; safe while the shop serves."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")
@@ -17,6 +19,7 @@ class Command(BaseCommand):
         verb = "Would delete" if dry_run else "Deleted"
         self.stdout.write(
             self.style.SUCCESS(
-                f"{verb} {result.sessions} expired session(s) and {result.idempotency_records} idempotency record(s)."
+                f"{verb} {result.sessions} expired session(s), {result.idempotency_records} idempotency record(s) "
+                f"and {result.holds} cart hold(s)."
             )
         )
