@@ -1,7 +1,8 @@
 """What a chaos run starts and owns: its database, its Redis, its proxies, its network namespace, the shop.
 
-Every process is started in a session of its own (its own process group) and stopped by group, so a run that
-fails or is interrupted leaves nothing behind. The shared PostgreSQL is only reached through a database this run
+Proxies and Redis are started in a session of their own (their own process group) and stopped by group; the shop
+is started by shop.nginx.start, as `make serve` starts it, and stopped with its workers; so a run that fails or is
+interrupted leaves nothing behind. The shared PostgreSQL is only reached through a database this run
 creates and drops; the shared Redis is never touched: each run starts its own redis-server on a free port.
 """
 
