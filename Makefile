@@ -78,8 +78,9 @@ bench: $(VENV)/.base
 	$(PY) bench/run.py
 
 ## chaos: each fault (database frozen/dropped/slow/reset/refused, Redis killed/frozen, stalled clients, killed
-## worker, 4x overload) against gunicorn + PostgreSQL + Redis; one table (docs/chaos.md). CHAOS_ARGS: --only, --scale
-chaos: $(VENV)/.base
+## worker, 4x overload) against nginx + gunicorn (as make serve), PostgreSQL and Redis; one table (docs/chaos.md).
+## CHAOS_ARGS: --only, --scale
+chaos: $(VENV)/.base nginx
 	@command -v redis-server >/dev/null || apt-get install -y redis-server || { apt-get update && apt-get install -y redis-server; }
 	$(PY) -m chaos $(CHAOS_ARGS)
 

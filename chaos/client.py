@@ -18,9 +18,12 @@ from urllib.parse import urlsplit
 # Longer than any answer the shop's timeout chain allows (gunicorn's worker timeout is 20 s): a request still
 # unanswered after this hangs.
 HANG_BOUND_S = 30.0
+# A 503 whose code is "overloaded": the front refused the request before the app saw it (load shedding). An outcome
+# of its own, never an error: the client knows nothing was done and retries after Retry-After.
+SHED = "shed"
 # Every outcome a client may meet from this shop; anything else (a 500 included) is a broken invariant.
 DEFINED_STATUSES = frozenset(
-    {"200", "201", "304", "400", "401", "404", "409", "413", "422", "429", "503", "reset", "refused"}
+    {"200", "201", "304", "400", "401", "404", "409", "413", "422", "429", "503", SHED, "reset", "refused"}
 )
 # A checkout answer that leaves the client not knowing whether the order was placed: it must retry the same key.
 IN_DOUBT_STATUSES = frozenset({"timeout", "reset", "refused", "500", "502", "503", "504"})
@@ -33,6 +36,7 @@ class Reply:
     latency: float
     started: float
     code: str = ""
+    retry_after: str = ""
     order_id: int | None = None
 
 
@@ -56,7 +60,8 @@ class Checkout:
         return {reply.order_id for reply in self.replies if reply.status == "201"}
 
 
-async def exchange(url: str, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[str, bytes]:
+async def exchange(url: str, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[str, bytes, bytes]:
+    """The status (or "reset"), the head's lower-cased bytes and the body."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
@@ -72,17 +77,17 @@ async def exchange(url: str, method: str, path: str, headers: dict[str, str], bo
     head, _, body = data.partition(b"\r\n\r\n")
     fields = head.partition(b"\r\n")[0].split()
     if len(fields) < 2 or not fields[1].isdigit():
-        return "reset", b""
+        return "reset", b"", b""
     # An answer cut short (its worker killed while sending it) is no answer: the client cannot know its order.
     headers = head.lower()
     if b"\r\ntransfer-encoding: chunked" in headers:
         body = dechunk(body)
         if body is None:
-            return "reset", b""
+            return "reset", b"", b""
     elif match := re.search(rb"\r\ncontent-length: *(\d+)", headers):
         if len(body) < int(match[1]):
-            return "reset", b""
-    return fields[1].decode(), body
+            return "reset", b"", b""
+    return fields[1].decode(), headers, body
 
 
 def dechunk(data: bytes) -> bytes | None:
@@ -105,14 +110,16 @@ async def call(
 ) -> tuple[Reply, bytes]:
     started = time.monotonic()
     try:
-        status, payload = await asyncio.wait_for(exchange(url, method, path, headers or {}, body), HANG_BOUND_S)
+        status, head, payload = await asyncio.wait_for(exchange(url, method, path, headers or {}, body), HANG_BOUND_S)
     except TimeoutError:
-        status, payload = "timeout", b""
+        status, head, payload = "timeout", b"", b""
     except ConnectionRefusedError:
-        status, payload = "refused", b""
+        status, head, payload = "refused", b"", b""
     except OSError:
-        status, payload = "reset", b""
+        status, head, payload = "reset", b"", b""
     reply = Reply(kind=kind, status=status, latency=time.monotonic() - started, started=started)
+    if match := re.search(rb"\r\nretry-after: *([^\r]*)", head):
+        reply.retry_after = match[1].decode()
     if status == "201" or (status.isdigit() and int(status) >= 400):
         try:
             document = json.loads(payload)
@@ -122,6 +129,8 @@ async def call(
             reply.code = str(document.get("code", ""))
             if status == "201" and isinstance(document.get("order_id"), int):
                 reply.order_id = document["order_id"]
+        if status == "503" and reply.code == "overloaded":
+            reply.status = SHED
     return reply, payload
 
 

@@ -30,17 +30,24 @@ from chaos.services import (
     start_redis,
     url_via,
 )
+from shop import nginx
 
 # Checkouts write; a product page is answered from Redis; inventory reads PostgreSQL on every request.
 MIX = {"checkout": 2, "product": 1, "inventory": 1}
-# More clients than the 16 request threads (4 workers x 4 threads): a fault that holds threads shows at /health.
-USERS = 24
-# Longer than gunicorn's 20 s worker timeout, within which issue 17 asks an abandoned Idempotency-Key to be
-# released: a retry loop this long sees the fix work.
+# As many clients as request threads (4 workers x 4 threads), which is also how many requests nginx lets reach
+# gunicorn at once: the traffic keeps every thread busy and is not shed while the shop keeps up.
+USERS = 16
+# Longer than gunicorn's 20 s worker timeout, the lease of a claim whose request died (docs/timeouts.md), whatever
+# the scale: a retry loop this long sees every claim released or taken over. It ends as soon as nothing is in doubt.
 RETRY_WITHIN_S = 25.0
+# The app's deadline on one database call (DB_DEADLINE_MS's default): a frozen database stays frozen past it, so
+# the calls in flight meet the deadline rather than the thaw, whatever the scale.
+DB_DEADLINE_S = 8.0
 STALLED_CONNECTIONS = 200
 # The body a stalled client promises and the part of it it sends.
 STALLED_BODY_PROMISED, STALLED_BODY_SENT = 1000, 10
+# Stalled clients stall past nginx's client deadline by this much, then the run looks which ones it closed.
+STALL_PAST_DEADLINE_S = 3.0
 OVERLOAD_FACTOR = 4
 OVERLOAD_LIMIT = 4000
 
@@ -98,10 +105,11 @@ def drive(
     users: int = USERS,
     mix: dict[str, int] = MIX,
     retry_all: bool = False,
+    at_least: float = 0.0,
 ) -> tuple[float, float]:
-    """Traffic and /health probes for before + during + after seconds, the fault between `inject` and `lift`,
-    then the retries. Returns when the fault started and ended."""
-    before, during, after = run.seconds(before), run.seconds(during), run.seconds(after)
+    """Traffic and /health probes for before + during + after seconds, the fault between `inject` and `lift`
+    (for `at_least` seconds whatever the scale), then the retries. Returns when the fault started and ended."""
+    before, during, after = run.seconds(before), max(run.seconds(during), at_least), run.seconds(after)
     window = []
 
     async def timeline():
@@ -118,7 +126,7 @@ def drive(
         await asyncio.gather(
             traffic.closed_loop(users=users, until=until, mix=mix), traffic.health_probe(until=until), timeline()
         )
-        await traffic.retry(keys=list(traffic.checkouts) if retry_all else None, within=run.seconds(RETRY_WITHIN_S))
+        await traffic.retry(keys=list(traffic.checkouts) if retry_all else None, within=RETRY_WITHIN_S)
 
     asyncio.run(main())
     return window[0], window[1]
@@ -149,8 +157,9 @@ def db_frozen(run: Run, stack: ExitStack) -> Measured:
     proxy, port = _db_proxy(run, stack, "db_frozen")
     shop, _ = shop_start(run, stack, name="db_frozen", database_url=url_via(run.database_url, HOST, port))
     traffic = new_traffic(run, shop)
-    window = drive(run, traffic, inject=lambda: proxy.signal(signal.SIGSTOP), lift=lambda: proxy.signal(signal.SIGCONT))
-    return Measured(traffic, window=window, notes=[f"proxy frozen {run.seconds(8):.0f} s"])
+    freeze, thaw = (lambda: proxy.signal(signal.SIGSTOP)), (lambda: proxy.signal(signal.SIGCONT))
+    window = drive(run, traffic, inject=freeze, lift=thaw, at_least=DB_DEADLINE_S + 2)
+    return Measured(traffic, window=window, notes=[f"proxy frozen {window[1] - window[0]:.0f} s"])
 
 
 def db_latency(run: Run, stack: ExitStack) -> Measured:
@@ -221,15 +230,17 @@ def db_packets_dropped(run: Run, stack: ExitStack) -> Measured:
     database_url = url_via(run.database_url, netns.inner_ip, inner_port)
     shop, _ = shop_start(run, stack, name="db_packets_dropped", database_url=database_url)
     traffic = new_traffic(run, shop)
-    window = drive(run, traffic, inject=lambda: netns.drop_packets(qdisc), lift=netns.restore)
-    note = f"every packet dropped ({' '.join(qdisc)}) for {run.seconds(8):.0f} s"
+    window = drive(
+        run, traffic, inject=lambda: netns.drop_packets(qdisc), lift=netns.restore, at_least=DB_DEADLINE_S + 2
+    )
+    note = f"every packet dropped ({' '.join(qdisc)}) for {window[1] - window[0]:.0f} s"
     return Measured(traffic, window=window, notes=[note])
 
 
 def redis_killed(run: Run, stack: ExitStack) -> Measured:
     shop, redis = shop_start(run, stack, name="redis_killed")
     traffic = new_traffic(run, shop)
-    port = urlsplit(shop.server.env["REDIS_URL"]).port
+    port = urlsplit(shop.env["REDIS_URL"]).port
 
     def restart():
         again, _ = start_redis(run.log("redis_killed-redis"), port=port)
@@ -251,7 +262,7 @@ def stalled_clients(run: Run, stack: ExitStack) -> Measured:
     """Connections that send part of their headers, or headers and part of a promised body, then nothing."""
     shop, _ = shop_start(run, stack, name="stalled_clients")
     traffic = new_traffic(run, shop)
-    address = (HOST, shop.server.port)
+    address = (HOST, shop.port)
     stalled: list[socket.socket] = []
     closed_by_server: list[int] = []
 
@@ -275,12 +286,15 @@ def stalled_clients(run: Run, stack: ExitStack) -> Measured:
         for sock in stalled:
             sock.close()
 
-    window = drive(run, traffic, inject=stall, lift=release)
+    stall_s = nginx.CLIENT_TIMEOUT + STALL_PAST_DEADLINE_S
+    window = drive(run, traffic, inject=stall, lift=release, at_least=stall_s)
     closed = closed_by_server[0] if closed_by_server else 0
+    held = window[1] - window[0]
+    note = f"{STALLED_CONNECTIONS} stalled {held:.0f} s; the server closed {closed} within {stall_s:.0f} s"
     return Measured(
         traffic,
         window=window,
-        notes=[f"{STALLED_CONNECTIONS} stalled {run.seconds(8):.0f} s; the server closed {closed}"],
+        notes=[note],
         stalled_closed=closed == STALLED_CONNECTIONS,
     )
 
@@ -317,11 +331,12 @@ def worker_killed(run: Run, stack: ExitStack) -> Measured:
         mix={"checkout": 1},
         retry_all=True,
     )
-    resets = sum(reply.status == "reset" for reply in traffic.replies)
+    # nginx answers a request whose worker died under it 503 upstream_unavailable; a reset would be nginx's own.
+    cut = sum(reply.status == "reset" or reply.code == "upstream_unavailable" for reply in traffic.replies)
     return Measured(
         traffic,
         window=window,
-        notes=[f"workers {', '.join(map(str, killed))} killed; {resets} checkouts cut; all retried with their keys"],
+        notes=[f"workers {', '.join(map(str, killed))} killed; {cut} checkouts cut; all retried with their keys"],
     )
 
 
@@ -352,7 +367,7 @@ def overload_4x(run: Run, stack: ExitStack) -> Measured:
             traffic.open_loop(rate=rate, until=until, mix={"checkout": 1}, limit=OVERLOAD_LIMIT),
             traffic.health_probe(until=until),
         )
-        await traffic.retry(within=run.seconds(RETRY_WITHIN_S))
+        await traffic.retry(within=RETRY_WITHIN_S)
         return lag
 
     lag = asyncio.run(main())

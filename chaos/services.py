@@ -1,7 +1,8 @@
 """What a chaos run starts and owns: its database, its Redis, its proxies, its network namespace, the shop.
 
-Every process is started in a session of its own (its own process group) and stopped by group, so a run that
-fails or is interrupted leaves nothing behind. The shared PostgreSQL is only reached through a database this run
+Proxies and Redis are started in a session of their own (their own process group) and stopped by group; the shop
+is started by shop.nginx.start, as `make serve` starts it, and stopped with its workers; so a run that fails or is
+interrupted leaves nothing behind. The shared PostgreSQL is only reached through a database this run
 creates and drops; the shared Redis is never touched: each run starts its own redis-server on a free port.
 """
 
@@ -13,15 +14,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from bench.run import Server
+from shop import nginx
+from shop.nginx.__main__ import BODY_MAX_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -295,40 +298,86 @@ def sessions_create(url: str, *, count: int) -> list[str]:
 
 @dataclass
 class Shop:
-    """The shop as the chaos client reaches it. `url` is what clients call; `server` is the gunicorn behind."""
+    """The shop as `make serve` runs it: nginx on `url` (what every client calls) in front of gunicorn on a unix
+    socket. `port` is nginx's."""
 
     url: str
-    server: Server
-    extra: list[Process] = field(default_factory=list)
+    port: int
+    env: dict[str, str]
+    pair: nginx.Pair
+    run_dir: Path
+    log_filter: subprocess.Popen
 
     def worker_pids(self) -> list[int]:
-        return self.server.worker_pids()
+        pid = self.pair.gunicorn.pid
+        return sorted(int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
     def stop(self) -> None:
-        self.server.interrupt()
-        self.server.wait_stopped(time.monotonic() + 10)
-        for process in self.extra:
-            process.stop()
+        workers = self.worker_pids() if self.pair.gunicorn.poll() is None else []
+        # SIGINT first: gunicorn's quick shutdown, so a request still held by a fault does not delay the next one.
+        if self.pair.gunicorn.poll() is None:
+            self.pair.gunicorn.send_signal(signal.SIGINT)
+        self.pair.stop(timeout=10)
+        # A worker that outlives its master (one that would not stop within the 10 s) is ended here: it would hold
+        # the log pipe and its connections for as long as it lives.
+        for pid in workers:
+            try:
+                # Still this shop's worker (its command names this run directory), not a reused pid.
+                if str(self.run_dir).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        try:
+            self.log_filter.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.log_filter.kill()
+            self.log_filter.wait()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 def serve_shop(*, env: dict[str, str], log_path: Path) -> Shop:
-    """gunicorn with shop/gunicorn.conf.py, started as `make serve` starts it, on a free port.
+    """nginx on a free port in front of gunicorn on a unix socket, started by shop.nginx.start as `make serve`
+    starts them, with production's workers x threads (GUNICORN_WORKERS, GUNICORN_THREADS, else its defaults).
 
-    The one place a chaos run starts the shop: when `make serve` puts a front (a buffering proxy) before
-    gunicorn, start it here too and return its URL, so every fault goes through it.
+    The one place a chaos run starts the shop: every fault, stalled clients and overload included, goes through
+    the front. gunicorn's and nginx's output go to `log_path` without the INFO lines (one per request).
     """
+    workers = int(env.get("GUNICORN_WORKERS") or (os.cpu_count() or 1) * 2)
+    threads = int(env.get("GUNICORN_THREADS") or 4)
+    # Short (a unix socket's path has at most 107 bytes) and open to nginx's workers (nobody when run as root).
+    run_dir = Path(tempfile.mkdtemp(prefix="chaos-front-"))
+    run_dir.chmod(0o755)
+    log = log_path.open("ab")
+    log_filter = subprocess.Popen(
+        ["grep", "--line-buffered", "-v", "-F", '"level": "INFO"'],
+        stdin=subprocess.PIPE,
+        stdout=log,
+        start_new_session=True,
+    )
+    log.close()
+    # nginx is one hop in front of the app, as under `make serve`.
+    env = {**env, "TRUSTED_PROXY_COUNT": "1"}
     port = free_port()
-    server = Server("shop", "shop.wsgi:application", port, env, log_path)
-    server.start()
     try:
-        server.wait_ready("/health")
+        pair = nginx.start(
+            port=f"{HOST}:{port}",
+            run_dir=run_dir,
+            workers=workers,
+            threads=threads,
+            body_max_bytes=BODY_MAX_BYTES,
+            env=env,
+            output=log_filter.stdin,
+        )
+    finally:
+        log_filter.stdin.close()
+    shop = Shop(url=pair.url, port=port, env=env, pair=pair, run_dir=run_dir, log_filter=log_filter)
+    try:
+        nginx.wait_ready(pair)
         # Workers fork after the master answers; wait until each is up so a fault never meets a half-started pool.
         deadline = time.monotonic() + 15
-        expected = int(env.get("GUNICORN_WORKERS", os.cpu_count() * 2))
-        while len(server.worker_pids()) < expected and time.monotonic() < deadline:
+        while len(shop.worker_pids()) < workers and time.monotonic() < deadline:
             time.sleep(0.1)
     except BaseException:
-        server.interrupt()
-        server.wait_stopped(time.monotonic() + 10)
+        shop.stop()
         raise
-    return Shop(url=server.url, server=server)
+    return shop

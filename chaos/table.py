@@ -3,7 +3,7 @@
 from collections import Counter
 from dataclasses import dataclass, field
 
-from chaos.client import Reply
+from chaos.client import SHED, Reply
 from chaos.expectations import EXPECTATIONS, Check, invariant_checks
 from chaos.faults import Measured
 from chaos.ledger import Ledger
@@ -79,12 +79,22 @@ def evaluate(result: Result) -> list[Check]:
     if expect.health_s is not None:
         health = worst([reply for reply in replies if reply.kind == "health"])
         promise("health_s", health <= expect.health_s, f"/health {health:.2f} s > {expect.health_s} s")
+    if expect.product_s is not None:
+        product = worst([reply for reply in during_fault(measured) if reply.kind == "product"])
+        promise("product_s", product <= expect.product_s, f"a product page took {product:.2f} s > {expect.product_s} s")
     if expect.refused_s is not None:
         refused = worst([reply for reply in during_fault(measured) if reply.status == "503"])
         promise("refused_s", refused <= expect.refused_s, f"a 503 took {refused:.3f} s > {expect.refused_s} s")
     if expect.admitted_p99_s is not None:
         admitted = p99([reply.latency for reply in replies if reply.status.startswith("2")])
-        promise("admitted_p99_s", admitted <= expect.admitted_p99_s, f"2xx p99 {admitted:.2f} s")
+        detail = f"2xx p99 {admitted:.2f} s > {expect.admitted_p99_s} s"
+        promise("admitted_p99_s", admitted <= expect.admitted_p99_s, detail)
+    if expect.shed_p99_s is not None:
+        shed = p99([reply.latency for reply in replies if reply.status == SHED])
+        promise("shed_p99_s", shed <= expect.shed_p99_s, f"shed p99 {shed:.3f} s > {expect.shed_p99_s} s")
+    if expect.retry_after:
+        bare = sum(1 for reply in replies + retries if reply.status in ("503", SHED) and not reply.retry_after)
+        promise("retry_after", bare == 0, f"{bare} 503(s) without Retry-After")
     if expect.resolved:
         promise("resolved", ledger.unresolved == 0, f"{ledger.unresolved} checkout(s) unresolved after retries")
     if expect.stalled_closed:

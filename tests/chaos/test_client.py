@@ -79,6 +79,22 @@ def test_a_chunked_error_body_gives_its_code(raw_server):
     assert (reply.status, reply.code) == ("503", "database_unavailable")
 
 
+def test_a_503_overloaded_is_shed_with_its_retry_after(raw_server):
+    url, answers = raw_server
+    shed = b'{"code": "overloaded", "detail": "The shop is at capacity; retry in a second."}'
+    unavailable = b'{"code": "database_unavailable", "detail": "x"}'
+    for body, retry_after in ((shed, b"1"), (unavailable, b"5")):
+        answers.append(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (retry_after, len(body), body)
+        )
+
+    first, second = ask(url), ask(url)
+
+    assert (first.status, first.code, first.retry_after) == ("shed", "overloaded", "1")
+    assert (second.status, second.code, second.retry_after) == ("503", "database_unavailable", "5")
+
+
 def test_a_silent_server_is_a_timeout_at_the_hang_bound(raw_server, monkeypatch):
     url, answers = raw_server
     answers.append(None)

@@ -1,9 +1,11 @@
-"""The chaos suite's CI subset: five faults, shortened, against a real gunicorn, PostgreSQL and a Redis of its own.
+"""The chaos suite's CI subset: six faults, shortened, against the shop as `make serve` runs it (nginx in front of
+gunicorn), PostgreSQL and a Redis of its own.
 
 What is asserted is what must always hold (nothing lost or doubled, no stock drift, every answer a defined status,
-no request hanging) and the promises today's code keeps (chaos.expectations: each fault's `strict` set), among
-them a refused database answered 503 quickly and a Redis outage answered from PostgreSQL. `make chaos` runs every
-fault at full length and reports the promises not kept yet.
+no request hanging) and the promises the code keeps (chaos.expectations: each fault's `strict` set), among them a
+frozen database answered 503 within its budget, stalled clients closed by nginx's deadline, retries after a killed
+worker resolved within the worker-timeout lease and a Redis outage answered from PostgreSQL. `make chaos` runs
+every fault at full length and reports the promises not kept yet.
 """
 
 import os
@@ -13,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from chaos.client import DEFINED_STATUSES, HANG_BOUND_S
-from chaos.expectations import REFUSED_BUDGET_S
+from chaos.expectations import DB_BOUND_S, HEALTH_BUDGET_S, REFUSED_BUDGET_S
 from chaos.runner import run_faults
 from chaos.table import during_fault, format_table
 from tests.conftest import REQUIRE_SERVICES
 
-CI_FAULTS = ["db_refused", "db_frozen", "db_resets", "redis_killed", "worker_killed"]
+CI_FAULTS = ["db_refused", "db_frozen", "db_resets", "redis_killed", "worker_killed", "stalled_clients"]
 CI_SCALE = 0.4
 
 
@@ -36,6 +38,8 @@ def results(tmp_path_factory):
         missing.append("PostgreSQL (DATABASE_URL=postgres://...)")
     if shutil.which("redis-server") is None:
         missing.append("redis-server (the suite starts its own)")
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        missing.append("nginx (the shop's front; make nginx installs it)")
     if missing:
         message = f"{' and '.join(missing)} not available for this run"
         if REQUIRE_SERVICES:
@@ -76,6 +80,29 @@ def test_a_refused_database_is_answered_503_quickly(results):
     assert max(reply.latency for reply in while_refused) <= REFUSED_BUDGET_S
 
 
+def test_a_frozen_database_is_answered_503_with_retry_after_within_its_budget(results):
+    measured = results[0]["db_frozen"].measured
+    replies = measured.traffic.replies
+
+    refused = [reply for reply in replies if reply.status == "503"]
+    health = [reply for reply in replies if reply.kind == "health"]
+
+    assert refused, "the proxy was frozen but no request got a 503"
+    assert {reply.code for reply in refused} == {"database_unavailable"}
+    assert {reply.retry_after for reply in refused} == {"5"}
+    assert max(reply.latency for reply in replies) <= DB_BOUND_S
+    assert max(reply.latency for reply in health) <= HEALTH_BUDGET_S
+
+
+def test_stalled_clients_are_closed_by_the_deadline_and_hold_no_thread(results):
+    measured = results[0]["stalled_clients"].measured
+    during = during_fault(measured)
+
+    assert measured.stalled_closed, measured.notes
+    assert {reply.status for reply in during if reply.kind in ("health", "product")} == {"200"}
+    assert max(reply.latency for reply in during if reply.kind == "health") <= HEALTH_BUDGET_S
+
+
 def test_a_redis_outage_is_answered_from_postgresql(results):
     traffic = results[0]["redis_killed"].measured.traffic
 
@@ -95,6 +122,7 @@ def test_retries_after_a_killed_worker_get_the_first_answer(results):
 
     assert len(replayed) == len(traffic.checkouts)  # every checkout was sent again with its key
     assert all(len(checkout.order_ids) <= 1 for checkout in replayed)
+    assert result.ledger.unresolved == 0  # every claim of a killed request taken over within the lease
     assert "killed" in result.measured.notes[0]
 
 

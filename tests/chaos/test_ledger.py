@@ -7,8 +7,18 @@ from chaos.ledger import Ledger, ledger_count, stock_drift
 from chaos.table import Result, evaluate, format_table
 
 
-def reply(status: str, *, order_id: int | None = None, code: str = "", kind: str = "checkout", latency=0.1) -> Reply:
-    return Reply(kind=kind, status=status, latency=latency, started=0.0, code=code, order_id=order_id)
+def reply(
+    status: str,
+    *,
+    order_id: int | None = None,
+    code: str = "",
+    kind: str = "checkout",
+    latency=0.1,
+    retry_after: str = "1",
+) -> Reply:
+    return Reply(
+        kind=kind, status=status, latency=latency, started=0.0, code=code, order_id=order_id, retry_after=retry_after
+    )
 
 
 def checkout(key: str, *replies: Reply) -> Checkout:
@@ -76,10 +86,10 @@ CLEAN = Ledger(orders=1, lost=0, doubled=0, unresolved=0, stock_drift=0)
 
 
 def test_a_promise_outside_strict_is_reported_not_failed():
-    assert "worst_s" not in EXPECTATIONS["db_frozen"].strict
-    slow = [reply("201", latency=9.0), reply("200", kind="health", latency=0.2)]
+    assert "worst_s" not in EXPECTATIONS["redis_frozen"].strict
+    slow = [reply("201", latency=1.5), reply("200", kind="health", latency=0.2)]
 
-    result = result_of("db_frozen", slow, CLEAN)
+    result = result_of("redis_frozen", slow, CLEAN)
 
     assert result.failed == []
     assert [check.name for check in result.not_yet] == ["worst_s"]
@@ -94,6 +104,47 @@ def test_a_strict_promise_or_an_invariant_fails_the_run():
 
     assert {check.name for check in result.failed} == {"lost", "stock_drift", "defined_statuses", "statuses"}
     assert "FAILED" in format_table([result])
+
+
+def test_a_shed_checkout_is_an_outcome_of_its_own_not_an_error_nor_in_doubt():
+    checkouts = {"shed": checkout("shed", reply("shed", code="overloaded"))}
+
+    ledger = ledger_count(checkouts=checkouts, rows={}, before=STOCK, after=STOCK)
+    result = result_of("baseline", [reply("201", order_id=7), reply("shed", code="overloaded")], CLEAN)
+
+    assert ledger == Ledger(orders=0, lost=0, doubled=0, unresolved=0, stock_drift=0)
+    assert result.failed == [] and result.not_yet == []
+    assert "shed:1" in format_table([result])
+
+
+def test_a_shed_checkout_with_an_order_row_is_doubled():
+    checkouts = {"shed": checkout("shed", reply("shed", code="overloaded"))}
+
+    ledger = ledger_count(checkouts=checkouts, rows={"shed": [7]}, before=STOCK, after={1: (99, 1)})
+
+    assert ledger.doubled == 1
+
+
+def test_a_503_without_retry_after_breaks_its_promise():
+    result = result_of("db_refused", [reply("503", code="database_unavailable", retry_after="")], CLEAN)
+
+    assert [check.name for check in result.not_yet + result.failed] == ["retry_after"]
+
+
+def test_the_overload_promises_count_admitted_and_shed_apart():
+    replies = [reply("201", latency=0.5)] * 99 + [reply("shed", code="overloaded", latency=0.01)] * 300
+
+    result = result_of("overload_4x", replies, CLEAN)
+
+    assert not {"admitted_p99_s", "shed_p99_s", "statuses"} & {c.name for c in result.failed + result.not_yet}
+
+
+def test_a_frozen_database_answered_past_its_budget_fails_the_run():
+    slow = [reply("503", code="database_unavailable", latency=12.5), reply("200", kind="health", latency=1.2)]
+
+    result = result_of("db_frozen", slow, CLEAN)
+
+    assert {check.name for check in result.failed} == {"worst_s", "health_s"}
 
 
 def test_a_request_at_the_hang_bound_breaks_the_invariant():
