@@ -90,6 +90,12 @@ class BufferedLines:
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
         atexit.register(self.flush)
+        # A lock another thread held at fork() stays held in the child forever: a child starts with new ones.
+        os.register_at_fork(after_in_child=self._new_locks)
+
+    def _new_locks(self) -> None:
+        self._start_lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def append(self, line: str) -> None:
         if self._pid != os.getpid():
@@ -142,6 +148,12 @@ class QuietStreamHandler(logging.StreamHandler):
         self._windows: dict[tuple, list] = {}  # key -> [window end, records not written, last such record]
         self._windows_lock = threading.Lock()
         self._sweeper_pid: int | None = None
+        # The parent's sweeper thread may hold the lock at fork() (gunicorn forks workers from a master that has
+        # logged a warning): a child that inherited it held would block on its first warning forever.
+        os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self._windows_lock = threading.Lock()
 
     def handle(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:

@@ -63,3 +63,36 @@ def test_a_window_without_repeats_writes_nothing_more_and_the_next_error_opens_a
     logger.error("boom")
 
     assert [entry.get("repeated") for entry in entries(stream)] == [None, None]
+
+
+def test_a_child_forked_while_the_lock_is_held_can_still_log():
+    # given: a handler whose lock another thread holds at the moment of fork() (the parent's sweeper, mid-sweep)
+    import io
+    import logging
+    import os
+
+    from shop.logs import QuietStreamHandler
+
+    handler = QuietStreamHandler(io.StringIO())
+    handler._windows_lock.acquire()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: its first warning must not block on the inherited lock
+            record = logging.LogRecord("x", logging.WARNING, __file__, 1, "in the child", None, None)
+            handler.handle(record)
+            os._exit(0 if "in the child" in handler.stream.getvalue() else 1)
+    finally:
+        handler._windows_lock.release()
+    # then: the child logged and exited (a hung child would fail the test by timing out here)
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child blocked on the lock it inherited")
