@@ -62,7 +62,9 @@ def app():
     (script,) = {resolver.value(resource["Properties"]["LaunchTemplateData"]["UserData"])
                  for resource in template["Resources"].values()
                  if resource["Type"] == "AWS::EC2::LaunchTemplate"}  # fmt: skip
-    documents = {logical_id: role_model.boundary_documents(role, boundary) for logical_id, role in instance_roles.items()}
+    documents = {
+        logical_id: role_model.boundary_documents(role, boundary) for logical_id, role in instance_roles.items()
+    }
     return instance_roles, documents, script
 
 
