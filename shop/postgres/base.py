@@ -22,9 +22,8 @@ from django.db import DatabaseError
 from django.db.backends.postgresql import base
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
-from shop.postgres.deadline import DatabaseUnavailable, DeadlineExceeded, circuit, watchdog
-
 from shop.postgres.credentials import RereadCredentialsOnRefusal
+from shop.postgres.deadline import DatabaseUnavailable, DeadlineExceeded, circuit, watchdog
 
 HEALTH_CHECK_AFTER_IDLE = 1.0  # seconds
 
