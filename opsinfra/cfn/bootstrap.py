@@ -50,8 +50,13 @@ BOUNDARY_ACTIONS = [
     "ssm:UpdateInstanceInformation",
     "ssmmessages:*",
 ]
-# What deploy_stack reads of a stack and its change sets (tests/opsinfra/test_iam_pipeline.py records it).
-CHANGE_SET_READ = ["cloudformation:DescribeChangeSet", "cloudformation:DescribeStacks", "cloudformation:ListChangeSets"]
+# What deploy_stack reads of a stack and its change sets (tests/opsinfra/test_iam_pipeline.py records it); GetTemplate
+# is the deployed template the diff compares the new one with.
+CHANGE_SET_READ = ["cloudformation:DescribeChangeSet", "cloudformation:DescribeStacks", "cloudformation:GetTemplate",
+                   "cloudformation:ListChangeSets"]  # fmt: skip
+# The app template's transform (hosted secret rotation) and the Serverless transform its expansion adds: a change set
+# of a template with a transform needs CreateChangeSet on the transform too.
+TRANSFORMS = ["SecretsManager-2020-07-23", "Serverless-2016-10-31"]
 
 
 def _policy(name: str, *statements: dict) -> iam.Policy:
@@ -281,6 +286,7 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     stacks = Sub(f"arn:${{AWS::Partition}}:cloudformation:*:${{AWS::AccountId}}:stack/{project}-*/*")
     shop_groups = Sub("arn:${AWS::Partition}:autoscaling:*:${AWS::AccountId}:autoScalingGroup:*:"
                       f"autoScalingGroupName/{project}-*")  # fmt: skip
+    transforms = [Sub(f"arn:${{AWS::Partition}}:cloudformation:*:aws:transform/{name}") for name in TRANSFORMS]
     # Public parameters belong to no account.
     ami_parameter = Sub(f"arn:${{AWS::Partition}}:ssm:*::parameter{AL2023_AMI}")
     # The edge stack lives in us-east-1, so stack and distribution ARNs allow any region of the account.
@@ -294,6 +300,9 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     _allow("ChangeSets", ["cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet",
                                           "cloudformation:DeleteChangeSet", "cloudformation:CancelUpdateStack",
                                           "cloudformation:DescribeStackEvents", *CHANGE_SET_READ], stacks),
+                    _allow("Transforms", "cloudformation:CreateChangeSet", transforms),
+                    # The app stack's policy (no replacement of the database or the cache), set around each update.
+                    _allow("StackPolicy", "cloudformation:SetStackPolicy", stacks),
                     _allow("PassExecutionRole", "iam:PassRole", GetAtt(execution_role, "Arn"),
                            StringEquals={"iam:PassedToService": "cloudformation.amazonaws.com"}),
                     # CloudFormation reads a TemplateURL with the caller's credentials; HeadObject is s3:GetObject.
@@ -336,6 +345,7 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     "preview",
                     _allow("ChangeSets", ["cloudformation:CreateChangeSet", "cloudformation:DeleteChangeSet",
                                           *CHANGE_SET_READ], stacks),
+                    _allow("Transforms", "cloudformation:CreateChangeSet", transforms),
                     # The app template is over 51,200 bytes: it goes to S3 first, and CloudFormation reads it back
                     # with the caller's credentials.
                     _allow("Templates", ["s3:PutObject", "s3:GetObject"], templates),

@@ -29,13 +29,21 @@ NOT_NEEDED = {
     ("AWS::SSM::Document", "s3:*"): "the migration document has no attachments from S3",
     ("AWS::ElastiCache::ReplicationGroup", "s3:*"): "the cache is not seeded from an S3 snapshot",
     ("*", "s3:REST.PUT.OBJECT"): "not an IAM action (the LogGroup schema lists an S3 API call)",
+    # The S3 bucket schema lists S3 API operations that IAM authorizes under other names (S3's own table of actions).
+    ("AWS::S3::Bucket", "s3:DeleteBucketAnalyticsConfiguration"): "not an IAM action: s3:PutAnalyticsConfiguration",
+    ("AWS::S3::Bucket", "s3:DeleteBucketCors"): "not an IAM action: s3:PutBucketCORS",
+    ("AWS::S3::Bucket", "s3:DeleteBucketEncryption"): "not an IAM action: s3:PutEncryptionConfiguration",
+    ("AWS::S3::Bucket", "s3:DeleteBucketLifecycle"): "not an IAM action: s3:PutLifecycleConfiguration",
+    ("AWS::S3::Bucket", "s3:DeleteBucketMetricsConfiguration"): "not an IAM action: s3:PutMetricsConfiguration",
+    ("AWS::S3::Bucket", "s3:DeleteBucketReplication"): "not an IAM action: s3:PutReplicationConfiguration",
+    ("AWS::S3::Bucket", "s3:PutBucketReplication"): "not an IAM action: s3:PutReplicationConfiguration",
+    ("AWS::S3::Bucket", "s3:PutObjectLockConfiguration"): "not an IAM action: s3:PutBucketObjectLockConfiguration",
     ("*", "cloudfront:CreateDistributionWithTags"): "not an IAM action: authorized as CreateDistribution and "
     "TagResource, both listed",
     ("AWS::RDS::DBInstance", "iam:GetRole"): "enhanced monitoring and directory roles: neither is set",
     ("AWS::RDS::DBInstance", "iam:ListRoles"): "enhanced monitoring and directory roles: neither is set",
     ("AWS::SNS::Topic", "iam:GetRole"): "delivery status logging roles: not set",
     ("AWS::SNS::Subscription", "iam:GetRole"): "delivery status logging roles: not set",
-    ("AWS::RDS::DBInstance", "secretsmanager:*"): "RDS-managed master passwords: the stack manages its own secret",
     ("AWS::SecretsManager::Secret", "secretsmanager:ReplicateSecretToRegions"): "secrets are not replicated",
     ("AWS::SecretsManager::Secret", "secretsmanager:RemoveRegionsFromReplication"): "secrets are not replicated",
     # The boundary is the point: CloudFormation must never take it off a role.

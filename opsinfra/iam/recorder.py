@@ -42,6 +42,8 @@ NO_RESOURCE_LEVEL = {
 # A stack's or Auto Scaling group's ARN ends in an id the caller does not know; policies match it with "*".
 ANY_ID = "00000000-0000-0000-0000-000000000000"
 SSM_TYPED = re.compile(r"^AWS::SSM::Parameter::Value<.+>$")
+# A transform's expansion may add another transform, which CloudFormation also authorizes against the caller.
+TRANSFORM_ADDS = {"AWS::SecretsManager-2020-07-23": ("AWS::Serverless-2016-10-31",)}
 
 current_command: contextvars.ContextVar = contextvars.ContextVar("current_command", default=None)
 
@@ -147,6 +149,16 @@ class Recorder:
                 found.append(Call(command, operation, "unknown:TemplateNotSeen", params["TemplateURL"], region))
         if body:
             template = json.loads(body)
+            # A change set of a template with a transform needs CreateChangeSet on the transform, as the caller.
+            declared = template.get("Transform", [])
+            transforms = [declared] if isinstance(declared, str) else list(declared)
+            transforms += [added for name in transforms for added in TRANSFORM_ADDS.get(name, ())]
+            found.extend(
+                Call(command, operation, "cloudformation:CreateChangeSet",
+                     f"arn:{self.partition}:cloudformation:{region}:aws:transform/{name.removeprefix('AWS::')}",
+                     region, context, "cloudformation")
+                for name in dict.fromkeys(transforms)
+            )  # fmt: skip
             given = {item["ParameterKey"]: item.get("ParameterValue") for item in params.get("Parameters", [])}
             names = [
                 given.get(name) or spec.get("Default", "")

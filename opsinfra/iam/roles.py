@@ -23,7 +23,8 @@ class Place:
     stack_name: str
     partition: str = "aws"
     parameters: dict = field(default_factory=dict)
-    physical: dict = field(default_factory=dict)  # logical id → physical id (a deployed stack's resources)
+    # logical id → physical id (a deployed stack's resources); "LogicalId.Attribute" → an attribute's known value
+    physical: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Resolver:
         return physical
 
     def attribute(self, logical_id: str, attribute: str):
+        if f"{logical_id}.{attribute}" in self.place.physical:
+            return self.place.physical[f"{logical_id}.{attribute}"]
         kind = self.resources[logical_id]["Type"]
         physical = self.physical_id(logical_id)
         p, account, region = self.place.partition, self.place.account, self.place.region

@@ -24,6 +24,7 @@ def patch_moto(patcher: pytest.MonkeyPatch) -> None:
     _patch_moto_ssm_documents(patcher)
     _patch_moto_auto_scaling_updates(patcher)
     _patch_moto_rds_managed_master_password(patcher)
+    _patch_moto_role_deletion(patcher)
 
 
 def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
@@ -423,6 +424,26 @@ def _patch_moto_rds_managed_master_password(patcher: pytest.MonkeyPatch) -> None
         "has_cfn_attr",
         classmethod(lambda cls, name: name in ("Endpoint.Address", "Endpoint.Port", "MasterUserSecret.SecretArn")),
     )
+
+
+def _patch_moto_role_deletion(patcher: pytest.MonkeyPatch) -> None:
+    """CloudFormation deletes a stack's managed policies (which name their roles) before the roles, so a role is
+    deleted detached; moto 5.2.5 may delete the role first and fails with "must detach all policies first" (the
+    bootstrap stack's execution role). A role is detached from its managed policies before moto deletes it."""
+    from moto.iam.models import Role, iam_backends
+    from moto.utilities.utils import get_partition
+
+    original_delete = Role.delete_from_cloudformation_json.__func__
+
+    def delete(cls, resource_name, cloudformation_json, account_id, region_name):
+        backend = iam_backends[account_id][get_partition(region_name)]
+        for role in list(backend.roles.values()):
+            if role.name == resource_name:
+                for arn in list(role.managed_policies):
+                    backend.detach_role_policy(arn, resource_name)
+        original_delete(cls, resource_name, cloudformation_json, account_id, region_name)
+
+    patcher.setattr(Role, "delete_from_cloudformation_json", classmethod(delete))
 
 
 def _distribution_class(base, resource_type: str):

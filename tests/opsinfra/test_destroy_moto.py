@@ -19,7 +19,7 @@ def stack_names() -> set[str]:
 def app_stack(aws_env, small_stacks, outputs_dir):
     small_stacks["extra_resources"] = {"Keep": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"}}
     run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
-    run("deploy_stack", "--no-input")
+    run("deploy_stack", "--no-input", "--allow-wider-access")
     return outputs_dir / "outputs-shop-app-staging.json"
 
 
@@ -139,8 +139,8 @@ def protected_stack(aws_env, small_stacks, outputs_dir):
             },
         }
     }
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
-    run("deploy_stack", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    run("deploy_stack", "--no-input", "--allow-wider-access")
 
 
 def test_destroy_names_the_deletion_protected_database_and_the_command_that_lifts_it(protected_stack):

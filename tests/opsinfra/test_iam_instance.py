@@ -1,6 +1,8 @@
-"""The instance role against what the instance scripts call: the app stack's own user data, resolved from the
+"""The instance roles against what the instance scripts call: the app stack's own user data, resolved from the
 synthesized template, runs with stubbed commands that record every `aws` call and the secret ARNs each Python
-process starts with; each becomes an IAM request evaluated against the instance role and the boundary."""
+process starts with; each becomes an IAM request evaluated against the role of the instance that makes it and the
+boundary. Web instances (ComputeInstanceRole) boot and serve; the migration instance (ComputeMigrationInstanceRole)
+boots, serves and runs `shop-migrate`, which deploy_app sends only to it."""
 
 import itertools
 import json
@@ -23,7 +25,10 @@ BUCKET = f"shop-artifacts-{ACCOUNT}-{REGION}"
 SECRET_VARIABLES = ("APP_SECRET_ARN", "DB_SECRET_ARN", "DB_MASTER_SECRET_ARN", "DB_APP_SECRET_ARN")
 # The Python a Django process runs reads these variables' secrets at start (shop/settings.py).
 DJANGO_READS = ("APP_SECRET_ARN", "DB_SECRET_ARN")
-# Grants of the instance role no recorded call needs, with the reason.
+# The instance role of each group, and what its instances run.
+WEB_ROLE = "ComputeInstanceRole"
+MIGRATION_ROLE = "ComputeMigrationInstanceRole"
+# Grants of an instance role no recorded call needs, with the reason.
 UNEXERCISED: dict[tuple[str, str], str] = {}
 
 
@@ -34,6 +39,10 @@ def _place(template: dict) -> role_model.Place:
         for logical_id, resource in template["Resources"].items()
         if resource["Type"] == "AWS::SecretsManager::Secret"
     }
+    # The master password's secret is RDS's own (ManageMasterUserPassword), named rds!db-<instance resource id>.
+    physical["DatabaseInstance.MasterUserSecret.SecretArn"] = (
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds!db-0c5f8a2e-4b1d-4e7a-9f3c-2d6e8b1a7c4f-AbCdEf"
+    )
     return role_model.Place(account=ACCOUNT, region=REGION, stack_name=STACK, physical=physical,
                             parameters={"ArtifactsBucketName": BUCKET})  # fmt: skip
 
@@ -45,12 +54,18 @@ def app():
     bootstrap = pipeline.synthesized("bootstrap")
     boundary = role_model.managed_policies(bootstrap, role_model.Place(account=ACCOUNT, region=REGION,
                                                                        stack_name="shop-bootstrap"))  # fmt: skip
-    (role,) = [role for role in role_model.roles(template, place, known_policies=boundary).values()
-               if "ec2.amazonaws.com" in json.dumps(role.trust)]  # fmt: skip
-    (launch_template,) = [resource for resource in template["Resources"].values()
-                          if resource["Type"] == "AWS::EC2::LaunchTemplate"]  # fmt: skip
-    script = role_model.Resolver(template, place).value(launch_template["Properties"]["LaunchTemplateData"]["UserData"])
-    return role, role_model.boundary_documents(role, boundary), script
+    instance_roles = {logical_id: role for logical_id, role in
+                      role_model.roles(template, place, known_policies=boundary).items()
+                      if "ec2.amazonaws.com" in json.dumps(role.trust)}  # fmt: skip
+    assert set(instance_roles) == {WEB_ROLE, MIGRATION_ROLE}
+    resolver = role_model.Resolver(template, place)
+    (script,) = {resolver.value(resource["Properties"]["LaunchTemplateData"]["UserData"])
+                 for resource in template["Resources"].values()
+                 if resource["Type"] == "AWS::EC2::LaunchTemplate"}  # fmt: skip
+    documents = {
+        logical_id: role_model.boundary_documents(role, boundary) for logical_id, role in instance_roles.items()
+    }
+    return instance_roles, documents, script
 
 
 def _stubs(directory: Path) -> None:
@@ -75,8 +90,9 @@ def _bundle(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def instance_calls(app, tmp_path_factory) -> list[str]:
-    """First boot, a boot with release v1, then deploy_app's migration of v2: every line the stubs recorded."""
+def instance_calls(app, tmp_path_factory) -> dict[str, list[str]]:
+    """Per instance role, every line the stubs recorded: first boot, a boot with release v1 and the app's start
+    on every instance; deploy_app's migration of v2 on the migration instance only."""
     _, _, script = app
     base = tmp_path_factory.mktemp("instance")
     (base / "stubs").mkdir()
@@ -101,7 +117,11 @@ def instance_calls(app, tmp_path_factory) -> list[str]:
     ):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
         assert done.returncode == 0, done.stderr
+        if command[1].endswith("shop-release"):
+            booted = len(calls.read_text().splitlines())
     lines = calls.read_text().splitlines()
+    migration = lines[booted:]
+    lines = lines[:booted]
     # The app itself: systemd starts it with the unit's environment files.
     unit = (root / "etc/systemd/system/shop.service").read_text()
     environment = {}
@@ -114,7 +134,7 @@ def instance_calls(app, tmp_path_factory) -> list[str]:
     agent = json.loads((root / "opt/aws/amazon-cloudwatch-agent/etc/shop.json").read_text())
     for entry in agent["logs"]["logs_collected"]["files"]["collect_list"]:
         lines.append(f"cloudwatch-agent {entry['log_group_name']}")
-    return lines
+    return {WEB_ROLE: lines, MIGRATION_ROLE: lines + migration}
 
 
 def requests_of(lines: list[str]) -> list[tuple[str, Request]]:
@@ -157,9 +177,11 @@ def requests_of(lines: list[str]) -> list[tuple[str, Request]]:
     return found
 
 
-def test_instance_scripts_calls_are_allowed_by_the_instance_role_and_its_boundary(app, instance_calls):
-    role, boundary, _ = app
-    made = requests_of(instance_calls)
+@pytest.mark.parametrize("instance_role", [WEB_ROLE, MIGRATION_ROLE])
+def test_instance_scripts_calls_are_allowed_by_the_instance_role_and_its_boundary(app, instance_calls, instance_role):
+    roles, boundaries, _ = app
+    role, boundary = roles[instance_role], boundaries[instance_role]
+    made = requests_of(instance_calls[instance_role])
 
     refused = []
     for source, request in made:
@@ -173,9 +195,11 @@ def test_instance_scripts_calls_are_allowed_by_the_instance_role_and_its_boundar
     assert refused == []
 
 
-def test_instance_role_grants_nothing_the_instance_does_not_call(app, instance_calls):
-    role, _, _ = app
-    made = [request for _, request in requests_of(instance_calls)]
+@pytest.mark.parametrize("instance_role", [WEB_ROLE, MIGRATION_ROLE])
+def test_instance_role_grants_nothing_the_instance_does_not_call(app, instance_calls, instance_role):
+    roles, _, _ = app
+    role = roles[instance_role]
+    made = [request for _, request in requests_of(instance_calls[instance_role])]
 
     unused = []
     for document in role.policies:

@@ -158,11 +158,21 @@ def test_projection_keeps_resources_only_where_moto_checks_them():
 
 def test_enforced_deploy_role_deploys_the_app_and_purges(enforced, monkeypatch, tmp_path):
     _, administrator = enforced
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     assume(monkeypatch, pipeline.DEPLOY_ROLE)
     outputs = str(tmp_path / "outputs-app.json")
 
-    run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--outputs-file", outputs)
+    run(
+        "deploy_stack",
+        "--stack",
+        "app",
+        "--env",
+        "production",
+        "--no-input",
+        "--allow-wider-access",
+        "--outputs-file",
+        outputs,
+    )
     out, _ = run("purge_cdn", "--env", "production", "--outputs-file", outputs)
 
     distribution = json.loads(Path(outputs).read_text())["DistributionId"]
@@ -173,7 +183,7 @@ def test_enforced_deploy_role_deploys_the_app_and_purges(enforced, monkeypatch, 
 
 
 def test_enforced_deploy_role_may_not_write_outside_its_prefixes(enforced, monkeypatch, settings):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     saved = Path(settings.OPSINFRA["OUTPUTS_DIR"]) / "outputs-shop-bootstrap.json"
     bucket = json.loads(saved.read_text())["ArtifactsBucketName"]
     assume(monkeypatch, pipeline.DEPLOY_ROLE)
@@ -188,9 +198,9 @@ def test_enforced_deploy_role_may_not_write_outside_its_prefixes(enforced, monke
 
 def test_enforced_preview_role_creates_a_change_set_but_cannot_deploy(enforced, monkeypatch, tmp_path):
     _, administrator = enforced
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
     assume(monkeypatch, pipeline.DEPLOY_ROLE)
-    run("deploy_stack", "--stack", "app", "--env", "production", "--no-input")
+    run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--allow-wider-access")
     act_as(monkeypatch, administrator)
     assume(monkeypatch, pipeline.PREVIEW_ROLE)
 

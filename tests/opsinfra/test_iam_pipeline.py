@@ -63,12 +63,13 @@ def refresh_answers(stub, group: str):
 
 
 @pytest.fixture
-def pipeline_run(aws_env, aws_calls, outputs_dir, monkeypatch, stub_client, tmp_path):
+def pipeline_run(aws_env, aws_calls, outputs_dir, monkeypatch, stub_client, tmp_path, settings):
     """Bootstrap (an administrator), then the deploy workflow, the preview workflow and the operator commands."""
     outputs = str(tmp_path / "outputs-app.json")
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
-    # deploy.yml
-    run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--outputs-file", outputs)
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    # deploy.yml, run by hand with allow-wider-access ticked: the first deploy creates roles and security groups
+    run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--allow-wider-access",
+        "--outputs-file", outputs)  # fmt: skip
     group = json.loads(Path(outputs).read_text())["AutoScalingGroupName"]
     # What an operator runs with the deploy role, on the groups and distribution the stack made.
     run("purge_cdn", "--env", "production", "--outputs-file", outputs, "--wait")
@@ -87,11 +88,19 @@ def pipeline_run(aws_env, aws_calls, outputs_dir, monkeypatch, stub_client, tmp_
     ssm.add_client_error("get_parameter", "ParameterNotFound")
     ssm.add_response("put_parameter", {"Version": 1})
     refresh_answers(stub_client("autoscaling"), group)
-    run("deploy_app", "--env", "production", "--wait", "--outputs-file", outputs, "--version", "v1")
-    # preview.yml, on the stack the deploy made
-    run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--no-execute",
-        "--changeset-name", "preview-pr-7-1")  # fmt: skip
+    run("deploy_app", "--env", "production", "--wait", "--outputs-file", outputs, "--release", "v1")
+    # A pull request that changes the app stack (the alert address): preview.yml shows the diff
+    # against the deployed template, then the push of its merge runs deploy.yml, an update under the stack policy.
+    production = settings.OPSINFRA["ENVIRONMENTS"]["production"]
+    changed = {**production, "alert_email": "ops@example.com"}
+    settings.OPSINFRA = {**settings.OPSINFRA,
+                         "ENVIRONMENTS": {**settings.OPSINFRA["ENVIRONMENTS"], "production": changed}}  # fmt: skip
+    previewed, _ = run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--no-execute",
+                    "--changeset-name", "preview-pr-7-1")  # fmt: skip
+    assert 'AlertEmail  "" → ops@example.com' in previewed, previewed
     run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--delete-changeset", "preview-pr-7-1")
+    updated, _ = run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--outputs-file", outputs)
+    assert "UPDATE_COMPLETE" in updated, updated
     return outputs, group
 
 

@@ -376,7 +376,7 @@ def test_deploy_app_migrates_on_the_migration_group_when_the_stack_has_one(
     ssm.add_response("get_command_invocation", {"Status": "Success"})
     stub_parameter_write(ssm, app_outputs)
 
-    out, _ = run("deploy_app", "--version", "v2", "--no-refresh")
+    out, _ = run("deploy_app", "--release", "v2", "--no-refresh")
 
     assert "Migrated with release v2 on i-0ccc." in out
     ssm.assert_no_pending_responses()

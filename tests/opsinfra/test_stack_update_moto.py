@@ -17,8 +17,8 @@ WINDOW_CAPACITY = 4  # the staging preset's asg_max
 
 @pytest.fixture
 def app_stack(aws_env, outputs_dir):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
-    run("deploy_stack", "--stack", "app", "--env", "staging", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    run("deploy_stack", "--stack", "app", "--env", "staging", "--no-input", "--allow-wider-access")
     return json.loads((outputs_dir / "outputs-shop-app-staging.json").read_text())
 
 
@@ -55,7 +55,7 @@ def test_stack_update_inside_a_sale_window_keeps_the_windows_capacity(app_stack,
         **settings.OPSINFRA,
         "ENVIRONMENTS": {**settings.OPSINFRA["ENVIRONMENTS"], "staging": {**staging, "boot_seconds": 660}},
     }
-    out, _ = run("deploy_stack", "--stack", "app", "--env", "staging", "--no-input")
+    out, _ = run("deploy_stack", "--stack", "app", "--env", "staging", "--no-input", "--allow-wider-access")
 
     # then: the group took the update and kept the window's sizes and actions
     assert any(line.split()[:2] == ["Modify", "ComputeAutoScalingGroup"] for line in out.splitlines())
@@ -75,7 +75,7 @@ def test_stack_update_that_changes_a_size_applies_that_size_only(app_stack, sett
         "ENVIRONMENTS": {**settings.OPSINFRA["ENVIRONMENTS"], "staging": {**staging, "asg_max": 6}},
     }
 
-    run("deploy_stack", "--stack", "app", "--env", "staging", "--no-input")
+    run("deploy_stack", "--stack", "app", "--env", "staging", "--no-input", "--allow-wider-access")
 
     group = _group(asg)
     assert (group["MinSize"], group["DesiredCapacity"], group["MaxSize"]) == (WINDOW_CAPACITY, WINDOW_CAPACITY, 6)

@@ -39,8 +39,8 @@ def allows(policy: dict, action: str, logical_id: str) -> bool:
 
 @pytest.fixture
 def app_created(aws_env, small_stacks, outputs_dir):
-    run("deploy_stack", "--stack", "bootstrap", "--no-input")
-    run("deploy_stack", "--no-input")
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    run("deploy_stack", "--no-input", "--allow-wider-access")
     return small_stacks
 
 
@@ -74,7 +74,7 @@ def test_update_runs_under_the_protecting_policy(app_created, policy_during_exec
     boto3.client("cloudformation").set_stack_policy(StackName=APP, StackPolicyBody=json.dumps(stackpolicy.LIFTED))
     app_created["topics"] = 2
 
-    out, _ = run("deploy_stack", "--no-input")
+    out, _ = run("deploy_stack", "--no-input", "--allow-wider-access")
 
     assert "UPDATE_COMPLETE" in out
     assert policy_during_execution == [stackpolicy.PROTECTING]
@@ -84,7 +84,7 @@ def test_update_runs_under_the_protecting_policy(app_created, policy_during_exec
 def test_lift_stack_policy_allows_replacement_for_that_update_only(app_created, policy_during_execution):
     app_created["topics"] = 2
 
-    run("deploy_stack", "--no-input", "--lift-stack-policy")
+    run("deploy_stack", "--no-input", "--allow-wider-access", "--lift-stack-policy")
 
     (during,) = policy_during_execution
     assert allows(during, "Update:Replace", "DatabaseInstance") and allows(during, "Update:Delete", "DatabaseInstance")
@@ -100,7 +100,7 @@ def test_lifted_policy_is_set_back_when_the_execution_fails(app_created, monkeyp
     app_created["topics"] = 2
 
     with pytest.raises(CommandError, match="the execution failed"):
-        run("deploy_stack", "--no-input", "--lift-stack-policy")
+        run("deploy_stack", "--no-input", "--allow-wider-access", "--lift-stack-policy")
 
     assert policy_of(APP) == stackpolicy.PROTECTING
     # Nothing was executed: the stack still has its one topic.
