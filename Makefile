@@ -56,11 +56,12 @@ SCHEMATHESIS_EXAMPLES ?= 200
 schemathesis: $(VENV)/.dev
 	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_EXAMPLES) $(PY) -m pytest tests/shop/test_schemathesis.py $(PYTEST_ARGS)
 
-## serve: production-like: DEBUG off, collectstatic, nginx on 127.0.0.1:$(PORT) in front of gunicorn on a unix socket
+## serve: production-like: DEBUG off, collectstatic, 100 sample products on an empty database, nginx on 127.0.0.1:$(PORT) in front of gunicorn on a unix socket
 ## (docs/serving.md); nginx's run directory and logs are .shop/serve/
 serve: $(VENV)/.base nginx
 	DJANGO_DEBUG=0 $(PY) manage.py migrate --noinput
 	DJANGO_DEBUG=0 $(PY) manage.py collectstatic --noinput --verbosity 0
+	DJANGO_DEBUG=0 $(PY) manage.py seed_products --if-empty
 	DJANGO_DEBUG=0 PORT=$(PORT) TRUSTED_PROXY_COUNT=$${TRUSTED_PROXY_COUNT:-1} $(PY) -m shop.nginx serve
 
 ## nginx: install Debian's nginx when it is missing (the front of make serve and tests/shop/test_front.py); only

@@ -147,3 +147,19 @@ def test_seed_products_reset_refuses_while_orders_refer_to_products():
 
     assert Product.objects.count() == 3
     assert Inventory.objects.count() == 3
+
+
+def test_if_empty_seeds_an_empty_catalogue_and_leaves_a_filled_one_alone():
+    seed("--if-empty", "--products", "5")
+    assert Product.objects.count() == 5
+
+    output = seed("--if-empty", "--products", "50")
+
+    assert Product.objects.count() == 5
+    assert "nothing seeded" in output
+
+
+def test_if_empty_with_reset_is_refused_with_nothing_written():
+    with pytest.raises(CommandError, match="contradict"):
+        seed("--if-empty", "--reset")
+    assert Product.objects.count() == 0

@@ -3,6 +3,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from catalog.models import Product
 from catalog.seeding import MAX_PRODUCTS, SeedError, products_seed
 from checkout.services import session_tokens_write
 
@@ -17,6 +18,9 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, help="Seed for the random stock levels, for reproducible runs.")
         parser.add_argument("--reset", action="store_true", help="Delete the whole catalogue first.")
         parser.add_argument(
+            "--if-empty", action="store_true", help="Seed only a catalogue with no product (what `make serve` runs)."
+        )
+        parser.add_argument(
             "--sessions", type=int, default=0, help="Also create N shopper sessions for load tests (tokens to a file)."
         )
         parser.add_argument(
@@ -25,9 +29,14 @@ class Command(BaseCommand):
             help="Where --sessions writes the tokens, one per line (default .shop/session_tokens.txt).",
         )
 
-    def handle(self, *args, products, seed, reset, sessions, sessions_file, verbosity, **options):
+    def handle(self, *args, products, seed, reset, if_empty, sessions, sessions_file, verbosity, **options):
         if sessions < 0:
             raise CommandError("--sessions must be 0 or more.")
+        if if_empty and reset:
+            raise CommandError("--if-empty and --reset contradict each other: give one.")
+        if if_empty and Product.objects.exists():
+            self.stdout.write("The catalogue has products: nothing seeded (--if-empty).")
+            return
         progress = self._progress if verbosity > 0 and self.stdout.isatty() else None
         try:
             result = products_seed(count=products, reset=reset, seed=seed, progress=progress)
