@@ -85,3 +85,11 @@ def test_storefront_explains_bad_parameters(client, make_products):
     assert response.status_code == 400
     assert "page must be a whole number" in response.content.decode()
     assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_the_storefront_carries_its_own_icon(client):
+    # an inline icon: no /favicon.ico request (a 404 in every browser's console) and no external asset
+    page = client.get("/").content.decode()
+
+    assert '<link rel="icon" href="data:image/svg+xml,' in page
