@@ -58,14 +58,7 @@ def gunicorn_servers(*envs: dict, log_dir: Path | None = None):
             wait_until_up(url)
         yield urls
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop(*processes)
 
 
 def wait_until_up(url: str, timeout: float = 30.0) -> None:
@@ -78,3 +71,15 @@ def wait_until_up(url: str, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"gunicorn at {url} did not start within {timeout} s")
+
+
+def stop(*processes: subprocess.Popen) -> None:
+    """SIGTERM to all, then 10 s for each to exit before its SIGKILL."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
