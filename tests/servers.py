@@ -4,13 +4,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from shop.nginx import health_answers
 
 
 def server_env(**overrides: str) -> dict:
@@ -62,15 +62,7 @@ def gunicorn_servers(*envs: dict, log_dir: Path | None = None):
 
 
 def wait_until_up(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"gunicorn at {url} did not start within {timeout} s")
+    assert health_answers(url, timeout), f"gunicorn at {url} did not start within {timeout} s"
 
 
 def stop(*processes: subprocess.Popen) -> None:
