@@ -125,25 +125,22 @@ def flash_sale_start(*, product_id: int, starts_at: datetime, max_per_session: i
     """
     if max_per_session is not None and max_per_session < 1:
         raise InvalidQuantity(f"max_per_session must be at least 1, got {max_per_session}.")
+    return _flash_sale_set(product_id=product_id, starts_at=starts_at, max_per_session=max_per_session)
+
+
+def flash_sale_end(*, product_id: int) -> Product:
+    """Take a product off flash sale (and out of the gate); its per-session limit goes with it."""
+    return _flash_sale_set(product_id=product_id, starts_at=None, max_per_session=None)
+
+
+def _flash_sale_set(*, product_id: int, starts_at: datetime | None, max_per_session: int | None) -> Product:
+    """Write a product's sale start and per-session limit under its row lock; the gate entry follows on commit."""
     with transaction.atomic():
         product = Product.objects.select_for_update().filter(pk=product_id).first()
         if product is None:
             raise ProductNotFound(product_id)
         product.sale_starts_at = starts_at
         product.max_per_session = max_per_session
-        product.save(update_fields=["sale_starts_at", "max_per_session", "updated_at"])
-        transaction.on_commit(lambda: gate.gate_sync(product_id=product_id))
-    return product
-
-
-def flash_sale_end(*, product_id: int) -> Product:
-    """Take a product off flash sale (and out of the gate); its per-session limit goes with it."""
-    with transaction.atomic():
-        product = Product.objects.select_for_update().filter(pk=product_id).first()
-        if product is None:
-            raise ProductNotFound(product_id)
-        product.sale_starts_at = None
-        product.max_per_session = None
         product.save(update_fields=["sale_starts_at", "max_per_session", "updated_at"])
         transaction.on_commit(lambda: gate.gate_sync(product_id=product_id))
     return product

@@ -4,13 +4,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+
+from shop.nginx import health_answers
 
 
 def server_env(**overrides: str) -> dict:
@@ -58,23 +58,20 @@ def gunicorn_servers(*envs: dict, log_dir: Path | None = None):
             wait_until_up(url)
         yield urls
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        stop(*processes)
 
 
 def wait_until_up(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    assert health_answers(url, timeout), f"gunicorn at {url} did not start within {timeout} s"
+
+
+def stop(*processes: subprocess.Popen) -> None:
+    """SIGTERM to all, then 10 s for each to exit before its SIGKILL."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"gunicorn at {url} did not start within {timeout} s")
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)

@@ -1,14 +1,7 @@
 -- Checkout over real shopper sessions: each request POSTs one line (quantity 1) for a product drawn at random
 -- from the given ids, with a session token taken round robin and a fresh Idempotency-Key, as a careful client sends.
 -- Usage: wrk ... -s bench/lua/checkout.lua URL -- TOKEN_FILE PRODUCT_IDS(comma-separated) RUN_ID THREADS
-dofile("bench/lua/report.lua")
-
-local threads = {}
-
-function setup(thread)
-  threads[#threads + 1] = thread
-  thread:set("thread_id", #threads)
-end
+dofile("bench/lua/sessions.lua")
 
 local tokens = {}
 local products = {}
@@ -18,11 +11,7 @@ local sent = 0
 status_2xx, status_4xx, status_5xx, status_other, status_409 = 0, 0, 0, 0, 0
 
 function init(args)
-  for line in io.lines(args[1]) do
-    if #line > 0 then
-      tokens[#tokens + 1] = line
-    end
-  end
+  tokens = read_tokens(args[1])
   for id in string.gmatch(args[2], "%d+") do
     products[#products + 1] = tonumber(id)
   end
@@ -33,16 +22,7 @@ end
 
 function request()
   sent = sent + 1
-  -- Threads interleave over the token list, so no two requests in flight share a session.
-  local token = tokens[((sent * thread_count + thread_id) % #tokens) + 1]
-  local product = products[math.random(#products)]
-  local headers = {
-    ["Content-Type"] = "application/json",
-    ["X-Session-Token"] = token,
-    ["Idempotency-Key"] = string.format("%s-%d-%d", run_id, thread_id, sent),
-  }
-  local body = string.format('{"product_id": %d, "quantity": 1}', product)
-  return wrk.format("POST", "/api/checkout", headers, body)
+  return checkout_request(tokens, thread_count, run_id, sent, products[math.random(#products)])
 end
 
 function response(status, headers, body)
@@ -62,10 +42,5 @@ end
 
 function done(summary, latency, requests)
   local totals = { status_2xx = 0, status_4xx = 0, status_5xx = 0, status_other = 0, status_409 = 0 }
-  for _, thread in ipairs(threads) do
-    for name, _ in pairs(totals) do
-      totals[name] = totals[name] + thread:get(name)
-    end
-  end
-  bench_report(summary, latency, totals)
+  report_thread_totals(summary, latency, totals)
 end

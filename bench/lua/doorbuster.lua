@@ -3,14 +3,7 @@
 -- are GET /health (answered 200, which no checkout answers, so they are not counted as checkouts). A thread that
 -- has its answers prints THREAD_DONE; wrk itself would wait out its whole -d.
 -- Usage: wrk ... -s bench/lua/doorbuster.lua URL -- TOKEN_FILE PRODUCT_ID BUDGET RUN_ID THREADS
-dofile("bench/lua/report.lua")
-
-local threads = {}
-
-function setup(thread)
-  threads[#threads + 1] = thread
-  thread:set("thread_id", #threads)
-end
+dofile("bench/lua/sessions.lua")
 
 local tokens = {}
 local product = 0
@@ -21,11 +14,7 @@ local sent = 0
 status_201, status_409, status_503_retry, status_503_bare, status_5xx_other, status_other, answered = 0, 0, 0, 0, 0, 0, 0
 
 function init(args)
-  for line in io.lines(args[1]) do
-    if #line > 0 then
-      tokens[#tokens + 1] = line
-    end
-  end
+  tokens = read_tokens(args[1])
   product = tonumber(args[2])
   budget = tonumber(args[3])
   run_id = args[4]
@@ -37,13 +26,7 @@ function request()
     return wrk.format("GET", "/health")
   end
   sent = sent + 1
-  local token = tokens[((sent * thread_count + thread_id) % #tokens) + 1]
-  local headers = {
-    ["Content-Type"] = "application/json",
-    ["X-Session-Token"] = token,
-    ["Idempotency-Key"] = string.format("%s-%d-%d", run_id, thread_id, sent),
-  }
-  return wrk.format("POST", "/api/checkout", headers, string.format('{"product_id": %d, "quantity": 1}', product))
+  return checkout_request(tokens, thread_count, run_id, sent, product)
 end
 
 function response(status, headers, body)
@@ -79,10 +62,5 @@ function done(summary, latency, requests)
     status_201 = 0, status_409 = 0, status_503_retry = 0, status_503_bare = 0, status_5xx_other = 0,
     status_other = 0, answered = 0,
   }
-  for _, thread in ipairs(threads) do
-    for name, _ in pairs(totals) do
-      totals[name] = totals[name] + thread:get(name)
-    end
-  end
-  bench_report(summary, latency, totals)
+  report_thread_totals(summary, latency, totals)
 end

@@ -150,18 +150,25 @@ def start(
 
 
 def wait_ready(pair: Pair, timeout: float = 30) -> None:
+    if not health_answers(pair.url, timeout, processes=(pair.nginx, pair.gunicorn)):
+        raise RuntimeError(f"/health did not answer through nginx at {pair.url} within {timeout} s")
+
+
+def health_answers(url: str, timeout: float, *, processes: tuple[subprocess.Popen, ...] = ()) -> bool:
+    """Whether GET `url`/health answers 200 within `timeout` seconds; RuntimeError as soon as one of `processes`
+    (those serving it) has exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for process in (pair.nginx, pair.gunicorn):
+        for process in processes:
             if process.poll() is not None:
                 raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before /health answered")
         try:
-            with urllib.request.urlopen(f"{pair.url}/health", timeout=1) as response:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
                 if response.status == 200:
-                    return
+                    return True
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"/health did not answer through nginx at {pair.url} within {timeout} s")
+    return False
 
 
 def serve(*, port: str, state_dir: Path, body_max_bytes: int) -> int:

@@ -217,18 +217,6 @@ def test_an_empty_session_header_is_not_replaced_by_the_body_token(client, make_
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("key", [" leading", "trailing ", " "])
-def test_an_idempotency_key_with_a_blank_at_either_end_is_400(client, make_product, make_token, key):
-    product = make_product()
-    before = snapshot()
-
-    response = checkout(client, {"product_id": product.pk, "quantity": 1}, token=make_token(), key=key)
-
-    assert response.status_code == 400
-    assert response.json()["code"] == "invalid_request"
-    assert snapshot() == before
-
-
 def test_checkout_refuses_a_string_product_id_with_400(client, make_token):
     before = snapshot()
 
@@ -250,7 +238,8 @@ def test_checkout_refuses_malformed_json_with_400(client, make_token, raw):
     assert snapshot() == before
 
 
-@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"])
+# A key with a blank at either end is refused too.
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there", " leading", "trailing ", " "])
 def test_checkout_refuses_a_bad_idempotency_key_with_400(client, make_product, make_token, key):
     product = make_product()
     before = snapshot()

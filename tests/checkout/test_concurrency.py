@@ -41,21 +41,24 @@ def post_checkout(body: dict, *, token: str, key: str | None = None) -> tuple[in
         connection.close()
 
 
-def run_together(calls: list) -> list[tuple[int, dict]]:
-    """Run the calls on THREADS threads, released at once; fail (not hang) past DEADLINE_SECONDS."""
+def run_together(
+    calls: list, *, deadline: float = DEADLINE_SECONDS, join_stuck: bool = False
+) -> list[tuple[int, dict]]:
+    """Run the calls on THREADS threads, released at once; fail (not hang) past `deadline` seconds. The calls not
+    yet started are cancelled then; those still running are waited for only with `join_stuck`."""
     start = threading.Event()
 
     def call(fn):
-        start.wait(DEADLINE_SECONDS)
+        start.wait(deadline)
         return fn()
 
     pool = ThreadPoolExecutor(max_workers=THREADS)
     futures = [pool.submit(call, fn) for fn in calls]
     start.set()
-    _, pending = wait(futures, timeout=DEADLINE_SECONDS)
-    # Without waiting for stuck threads: a hang fails this test instead of blocking the run.
-    pool.shutdown(wait=not pending, cancel_futures=True)
-    assert not pending, f"{len(pending)} checkouts still running after {DEADLINE_SECONDS} s"
+    _, pending = wait(futures, timeout=deadline)
+    # Without join_stuck, stuck threads are not waited for: a hang fails this test instead of blocking the run.
+    pool.shutdown(wait=join_stuck or not pending, cancel_futures=True)
+    assert not pending, f"{len(pending)} checkouts still running after {deadline} s"
     return [future.result() for future in futures]
 
 

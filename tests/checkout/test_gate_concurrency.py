@@ -4,7 +4,6 @@ oversold, and a gate lost mid-sale is rebuilt."""
 import random
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 from django.db.models import Sum
@@ -12,7 +11,8 @@ from django.db.models import Sum
 from catalog import gate
 from checkout.models import Order, OrderLine
 from tests.checkout.conftest import stock_of
-from tests.checkout.test_concurrency import THREADS, post_checkout, tokens
+from tests.checkout.test_concurrency import post_checkout, tokens
+from tests.checkout.test_concurrency import run_together as run_on_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,21 +24,9 @@ DEADLINE_SECONDS = 600
 
 
 def run_together(calls: list) -> list[tuple[int, dict]]:
-    """Run the calls on THREADS threads, released at once; fail (not hang) past DEADLINE_SECONDS, and then stop
-    the calls not yet started, so none runs on into the next test."""
-    start = threading.Event()
-
-    def call(fn):
-        start.wait(DEADLINE_SECONDS)
-        return fn()
-
-    pool = ThreadPoolExecutor(max_workers=THREADS)
-    futures = [pool.submit(call, fn) for fn in calls]
-    start.set()
-    _, pending = wait(futures, timeout=DEADLINE_SECONDS)
-    pool.shutdown(wait=True, cancel_futures=True)
-    assert not pending, f"{len(pending)} checkouts still running after {DEADLINE_SECONDS} s"
-    return [future.result() for future in futures]
+    """test_concurrency's run_together with this file's deadline; it then stops the calls not yet started and
+    waits for those running, so none runs on into the next test."""
+    return run_on_threads(calls, deadline=DEADLINE_SECONDS, join_stuck=True)
 
 
 def sold(product) -> int:

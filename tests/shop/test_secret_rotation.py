@@ -24,6 +24,7 @@ import pytest
 from django.conf import settings
 
 from shop.postgres.base import HEALTH_CHECK_AFTER_IDLE
+from tests.servers import stop
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SUPERUSER_PASSWORD = "cluster-superuser-password"
@@ -128,12 +129,7 @@ def gunicorn(*, cluster, secrets_server: str, secret_arn: str):
             time.sleep(0.2)
         yield port
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process)
 
 
 def ready(port: int) -> tuple[int | None, dict]:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from decimal import Decimal
+from typing import NamedTuple
 
 import psycopg
 import pytest
@@ -88,29 +89,52 @@ def stock_of(product) -> int:
     return Inventory.objects.get(product=product).quantity
 
 
-def test_a_checkout_whose_backend_is_terminated_releases_its_key_at_once(shop_server, shop_to_sell):
-    # given: a checkout held on its stock row by another transaction
-    product, token = shop_to_sell
+class HeldCheckout(NamedTuple):
+    server: object
+    side: psycopg.Connection
+    holder: psycopg.Connection
+    thread: threading.Thread
+    answers: list
+    backend: int
+
+
+def checkout_held_on_its_stock_row(shop_server, product, token, key) -> HeldCheckout:
+    """A shop server with a checkout of `product` under way on it, its statement waiting for the stock row lock
+    that `holder` (an open transaction on a side connection) holds."""
     server = shop_server(database_port=database_port(), GUNICORN_TIMEOUT=WORKER_TIMEOUT_S)
     side, holder = side_connection(), side_connection()
     holder.execute("BEGIN")
     holder.execute("SELECT 1 FROM catalog_inventory WHERE product_id = %s FOR UPDATE", [product.pk])
-    thread, answers = start_checkout(server, product, token, "k1")
+    thread, answers = start_checkout(server, product, token, key)
     backend = checkout_backend_waiting_on_a_lock(side)
+    return HeldCheckout(server, side, holder, thread, answers, backend)
+
+
+def kill_the_worker(held: HeldCheckout) -> None:
+    """SIGKILL the server's one worker (nothing runs after it) and wait for the client to see the drop."""
+    (worker,) = worker_pids(held.server.process.pid)
+    os.kill(worker, signal.SIGKILL)
+    held.thread.join(timeout=15)
+
+
+def test_a_checkout_whose_backend_is_terminated_releases_its_key_at_once(shop_server, shop_to_sell):
+    # given: a checkout held on its stock row by another transaction
+    product, token = shop_to_sell
+    held = checkout_held_on_its_stock_row(shop_server, product, token, "k1")
 
     # when: its database backend is terminated, then the lock goes away
-    side.execute("SELECT pg_terminate_backend(%s)", [backend])
-    thread.join(timeout=15)
-    holder.execute("ROLLBACK")
+    held.side.execute("SELECT pg_terminate_backend(%s)", [held.backend])
+    held.thread.join(timeout=15)
+    held.holder.execute("ROLLBACK")
 
     # then: that request got a 503 and sold nothing; the retry runs at once and sells exactly once
-    (first,) = answers
+    (first,) = held.answers
     assert first.status == 503, first.body
     assert Order.objects.count() == 0 and stock_of(product) == 10
-    retry = checkout(server, product, token, "k1")
+    retry = checkout(held.server, product, token, "k1")
     assert retry.status == 201, retry.body
     assert Order.objects.count() == 1 and stock_of(product) == 9
-    again = checkout(server, product, token, "k1")
+    again = checkout(held.server, product, token, "k1")
     assert (again.status, again.json()["order_id"]) == (201, retry.json()["order_id"])
     assert Order.objects.count() == 1 and stock_of(product) == 9
 
@@ -118,27 +142,20 @@ def test_a_checkout_whose_backend_is_terminated_releases_its_key_at_once(shop_se
 def test_a_checkout_whose_worker_is_killed_is_taken_over_within_the_worker_timeout(shop_server, shop_to_sell):
     # given: a checkout held on its stock row
     product, token = shop_to_sell
-    server = shop_server(database_port=database_port(), GUNICORN_TIMEOUT=WORKER_TIMEOUT_S)
-    side, holder = side_connection(), side_connection()
-    holder.execute("BEGIN")
-    holder.execute("SELECT 1 FROM catalog_inventory WHERE product_id = %s FOR UPDATE", [product.pk])
-    thread, answers = start_checkout(server, product, token, "k2")
-    backend = checkout_backend_waiting_on_a_lock(side)
+    held = checkout_held_on_its_stock_row(shop_server, product, token, "k2")
 
     # when: its worker is killed (SIGKILL: nothing runs after it), and its orphaned backend goes too
-    (worker,) = worker_pids(server.process.pid)
-    os.kill(worker, signal.SIGKILL)
-    thread.join(timeout=15)
-    side.execute("SELECT pg_terminate_backend(%s)", [backend])
-    holder.execute("ROLLBACK")
+    kill_the_worker(held)
+    held.side.execute("SELECT pg_terminate_backend(%s)", [held.backend])
+    held.holder.execute("ROLLBACK")
     killed_at = time.monotonic()
 
     # then: the client saw its connection drop; the key stays claimed (409) only until the lease, the worker
     # timeout, runs out, and the retry then sells exactly once
-    assert isinstance(answers[0], OSError)
+    assert isinstance(held.answers[0], OSError)
     assert IdempotencyRecord.objects.get(key="k2").order_id is None
     statuses = []
-    while (retry := checkout(server, product, token, "k2")).status == 409:
+    while (retry := checkout(held.server, product, token, "k2")).status == 409:
         statuses.append(409)
         assert time.monotonic() - killed_at < WORKER_TIMEOUT_S + 5, retry.body
         time.sleep(0.25)
@@ -150,21 +167,14 @@ def test_a_checkout_whose_worker_is_killed_is_taken_over_within_the_worker_timeo
 def test_a_killed_worker_whose_checkout_still_commits_answers_the_retry_with_that_order(shop_server, shop_to_sell):
     # given: a checkout held on its stock row, and its worker killed: its backend still waits for the lock
     product, token = shop_to_sell
-    server = shop_server(database_port=database_port(), GUNICORN_TIMEOUT=WORKER_TIMEOUT_S)
-    side, holder = side_connection(), side_connection()
-    holder.execute("BEGIN")
-    holder.execute("SELECT 1 FROM catalog_inventory WHERE product_id = %s FOR UPDATE", [product.pk])
-    thread, answers = start_checkout(server, product, token, "k3")
-    checkout_backend_waiting_on_a_lock(side)
-    (worker,) = worker_pids(server.process.pid)
-    os.kill(worker, signal.SIGKILL)
-    thread.join(timeout=15)
-    assert isinstance(answers[0], OSError)
+    held = checkout_held_on_its_stock_row(shop_server, product, token, "k3")
+    kill_the_worker(held)
+    assert isinstance(held.answers[0], OSError)
 
     # when: the lock goes away, so the orphaned statement finishes, and the client retries past the lease
-    holder.execute("ROLLBACK")
+    held.holder.execute("ROLLBACK")
     time.sleep(WORKER_TIMEOUT_S + 0.5)
-    retry = checkout(server, product, token, "k3")
+    retry = checkout(held.server, product, token, "k3")
 
     # then: the retry gets the order the dead request placed; nothing is sold twice
     assert retry.status == 201, retry.body

@@ -12,6 +12,7 @@ from django.conf import settings
 from gunicorn.workers.gthread import ThreadWorker
 
 from shop.workers import SLOTS, STALE_AFTER, FairThreadWorker, fewest_elsewhere, health_check_method
+from tests.servers import stop
 
 WORKERS = 4
 CONNECTIONS = 48
@@ -90,12 +91,7 @@ def gunicorn(port: int):
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process)
 
 
 def serving_pid(conn: socket.socket) -> int:
