@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from catalog.apis import URI_TOO_LONG
 from checkout.carts import cart_checkout, cart_get, cart_line_remove, cart_line_set
-from checkout.exceptions import InvalidRequest, OrderNotFound, ProductNotFound
+from checkout.exceptions import InvalidRequest, OrderNotFound
 from checkout.ratelimit import client_ip, ratelimit_ip, ratelimit_session
 from checkout.selectors import order_get_for_session, session_get_by_token
 from checkout.serializers import (
@@ -163,14 +163,22 @@ class CartApi(NoStoreApi):
         return Response(cart_output(cart_get(session=session)))
 
 
+PRODUCT_ID_PATH = OpenApiParameter(
+    "product_id", {"type": "integer", "minimum": 1, "maximum": MAX_ORDER_ID}, OpenApiParameter.PATH
+)
+
+
 class CartItemApi(NoStoreApi):
     @extend_schema(
         operation_id="cart_item_set",
         request=CartItemInputSerializer,
-        parameters=[SESSION_HEADER, OpenApiParameter("product_id", int, OpenApiParameter.PATH)],
+        parameters=[SESSION_HEADER, PRODUCT_ID_PATH],
         responses={
             200: CartOutputSerializer,
-            400: _error("invalid_request: quantity missing, not a whole number, or over the per-line cap."),
+            400: _error(
+                "invalid_request: quantity missing, not a whole number, or over the per-line cap; product_id not a "
+                "whole number from 1 to 2^63-1."
+            ),
             401: SESSION_MISSING,
             404: _error("product_not_found."),
             409: _error(
@@ -178,6 +186,7 @@ class CartItemApi(NoStoreApi):
                 "counting the session's orders), hold_limit_exceeded (products per cart, units per address), or "
                 "hold_not_allowed (the product is on flash sale)."
             ),
+            414: URI_TOO_LONG,
         },
         summary="Hold `quantity` units of a product in the cart (0 removes the line); renews the hold's time.",
     )
@@ -194,8 +203,14 @@ class CartItemApi(NoStoreApi):
 
     @extend_schema(
         operation_id="cart_item_remove",
-        parameters=[SESSION_HEADER, OpenApiParameter("product_id", int, OpenApiParameter.PATH)],
-        responses={200: CartOutputSerializer, 401: SESSION_MISSING, 404: _error("product_not_found.")},
+        parameters=[SESSION_HEADER, PRODUCT_ID_PATH],
+        responses={
+            200: CartOutputSerializer,
+            400: _error("invalid_request: product_id is not a whole number from 1 to 2^63-1."),
+            401: SESSION_MISSING,
+            404: _error("product_not_found."),
+            414: URI_TOO_LONG,
+        },
         summary="Release the cart's hold of a product (nothing to release is not an error).",
     )
     def delete(self, request, product_id: str):
@@ -210,9 +225,11 @@ class CartCheckoutApi(NoStoreApi):
         parameters=[SESSION_HEADER, IDEMPOTENCY_HEADER],
         responses={
             201: OrderOutputSerializer,
-            400: _error("cart_empty, or a bad Idempotency-Key."),
+            400: _error("A bad Idempotency-Key."),
             401: SESSION_MISSING,
-            409: _error("As POST /api/checkout: insufficient_stock, limit_exceeded, request_in_progress."),
+            409: _error(
+                "cart_empty; or as POST /api/checkout: insufficient_stock, limit_exceeded, request_in_progress."
+            ),
             429: RATE_LIMITED,
         },
         summary="Buy what the cart holds, all or nothing; the holds become the order.",
@@ -227,8 +244,8 @@ class CartCheckoutApi(NoStoreApi):
 
 
 def _product_id(value: str) -> int:
-    if not value.isdigit() or len(value) > 18:  # beyond bigint
-        raise ProductNotFound(product_ids=[value])
+    if not (value.isascii() and value.isdigit()) or len(value) > 19 or not 1 <= int(value) <= MAX_ORDER_ID:
+        raise InvalidRequest(f"product_id must be a whole number from 1 to {MAX_ORDER_ID}.")
     return int(value)
 
 

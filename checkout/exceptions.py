@@ -111,7 +111,7 @@ class HoldNotAllowed(DomainError):
 
 
 class CartEmpty(DomainError):
-    status_code = 400
+    status_code = 409
     code = "cart_empty"
 
     def __init__(self):

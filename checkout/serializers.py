@@ -226,8 +226,22 @@ class CheckoutErrorSerializer(serializers.Serializer):
     errors = serializers.DictField(required=False, help_text="Per-field messages of a 400.")
 
 
+class HoldQuantityField(StrictIntegerField):
+    """Units of one product to hold: 0 (remove the line) to CHECKOUT_MAX_QUANTITY_PER_LINE."""
+
+    def __init__(self, **kwargs):
+        super().__init__(min_value=0, **kwargs)
+
+
+class HoldQuantityFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = HoldQuantityField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "integer", "minimum": 0, "maximum": settings.CHECKOUT_MAX_QUANTITY_PER_LINE}
+
+
 class CartItemInputSerializer(serializers.Serializer):
-    quantity = serializers.IntegerField(min_value=0, help_text="Units to hold; 0 removes the line.")
+    quantity = HoldQuantityField(help_text="Units to hold; 0 removes the line.")
 
 
 class CartLineOutputSerializer(serializers.Serializer):

@@ -241,7 +241,7 @@ def test_bad_cart_input_is_a_json_4xx_with_nothing_written(needs_postgres, make_
 
     cases = [
         (put(token, 999_999, {"quantity": 1}), 404, "product_not_found"),
-        (put(token, "abc", {"quantity": 1}), 404, "product_not_found"),
+        (put(token, "abc", {"quantity": 1}), 400, "invalid_request"),
         (put(token, product.pk, {"quantity": settings.CHECKOUT_MAX_QUANTITY_PER_LINE + 1}), 400, "invalid_request"),
         (put(token, product.pk, {"quantity": -1}), 400, "invalid_request"),
         (put(token, product.pk, {"quantity": "2"}), 400, "invalid_request"),
@@ -252,7 +252,7 @@ def test_bad_cart_input_is_a_json_4xx_with_nothing_written(needs_postgres, make_
         (put(token, on_sale.pk, {"quantity": 1}), 409, "hold_not_allowed"),
         (put(None, product.pk, {"quantity": 1}), 401, "session_required"),
         (put("not-a-token", product.pk, {"quantity": 1}), 401, "session_invalid"),
-        (cart_checkout(token), 400, "cart_empty"),
+        (cart_checkout(token), 409, "cart_empty"),
     ]
 
     for response, status, code in cases:
@@ -338,7 +338,7 @@ def test_holds_and_checkouts_racing_never_oversell_and_every_hold_is_honoured(ne
     outcomes = run_together([lambda t=t: _status(cart_checkout(t)) for t in holders])
 
     # then: each successful hold is sold to its holder, each refused one finds an empty cart; nothing oversold
-    assert sorted(status for status, _ in outcomes) == sorted([201] * held + [400] * (15 - held))
+    assert sorted(status for status, _ in outcomes) == sorted([201] * held + [409] * (15 - held))
     assert stock_of(product) == 0
     assert OrderLine.objects.aggregate(units=Sum("quantity"))["units"] == 10
     assert not StockHold.objects.exists()
