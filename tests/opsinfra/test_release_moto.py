@@ -200,6 +200,27 @@ def stub_migration(ssm, autoscaling, status="Success", output=""):
     )
 
 
+def stub_document_migration(ssm, *, instance_id: str) -> None:
+    """The stack's migration document run for release v2 on `instance_id`, and its success."""
+    ssm.add_response(
+        "describe_document",
+        {"Document": {"Name": "shop-app-staging-migrate", "Parameters": [{"Name": "Version", "Type": "String"}]}},
+        {"Name": "shop-app-staging-migrate"},
+    )
+    ssm.add_response(
+        "send_command",
+        {"Command": {"CommandId": COMMAND_ID}},
+        {
+            "InstanceIds": [instance_id],
+            "DocumentName": "shop-app-staging-migrate",
+            "Parameters": {"Version": ["v2"]},
+            "Comment": "shop migrate v2",
+            "TimeoutSeconds": 900,
+        },
+    )
+    ssm.add_response("get_command_invocation", {"Status": "Success"})
+
+
 def stub_parameter_write(ssm, bucket, previous="v1"):
     old = json.dumps({"version": previous, "bundle": f"s3://{bucket}/releases/{previous}.tar.gz"})
     ssm.add_response("get_parameter", {"Parameter": {"Name": "/shop/staging/release", "Value": old}})
@@ -317,23 +338,7 @@ def test_deploy_app_runs_the_stacks_migration_document_with_the_parameters_it_de
     (outputs_dir / "outputs-shop-app-staging.json").write_text(json.dumps(outputs))
     ssm, autoscaling = stub_client("ssm"), stub_client("autoscaling")
     autoscaling.add_response("describe_auto_scaling_groups", group_answer(), {"AutoScalingGroupNames": [ASG]})
-    ssm.add_response(
-        "describe_document",
-        {"Document": {"Name": "shop-app-staging-migrate", "Parameters": [{"Name": "Version", "Type": "String"}]}},
-        {"Name": "shop-app-staging-migrate"},
-    )
-    ssm.add_response(
-        "send_command",
-        {"Command": {"CommandId": COMMAND_ID}},
-        {
-            "InstanceIds": ["i-0bbb"],
-            "DocumentName": "shop-app-staging-migrate",
-            "Parameters": {"Version": ["v2"]},
-            "Comment": "shop migrate v2",
-            "TimeoutSeconds": 900,
-        },
-    )
-    ssm.add_response("get_command_invocation", {"Status": "Success"})
+    stub_document_migration(ssm, instance_id="i-0bbb")
     stub_parameter_write(ssm, app_outputs)
 
     out, _ = run("deploy_app", "--release", "v2", "--no-refresh")
@@ -357,23 +362,7 @@ def test_deploy_app_migrates_on_the_migration_group_when_the_stack_has_one(
     answer["AutoScalingGroups"][0] |= {"AutoScalingGroupName": migration_group, "MinSize": 0, "MaxSize": 1}
     answer["AutoScalingGroups"][0]["Instances"] = answer["AutoScalingGroups"][0]["Instances"][:1]
     autoscaling.add_response("describe_auto_scaling_groups", answer, {"AutoScalingGroupNames": [migration_group]})
-    ssm.add_response(
-        "describe_document",
-        {"Document": {"Name": "shop-app-staging-migrate", "Parameters": [{"Name": "Version", "Type": "String"}]}},
-        {"Name": "shop-app-staging-migrate"},
-    )
-    ssm.add_response(
-        "send_command",
-        {"Command": {"CommandId": COMMAND_ID}},
-        {
-            "InstanceIds": ["i-0ccc"],
-            "DocumentName": "shop-app-staging-migrate",
-            "Parameters": {"Version": ["v2"]},
-            "Comment": "shop migrate v2",
-            "TimeoutSeconds": 900,
-        },
-    )
-    ssm.add_response("get_command_invocation", {"Status": "Success"})
+    stub_document_migration(ssm, instance_id="i-0ccc")
     stub_parameter_write(ssm, app_outputs)
 
     out, _ = run("deploy_app", "--release", "v2", "--no-refresh")
