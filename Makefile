@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops lock test serve nginx lint migrate bench bench-shed chaos loadtest loadtest-ui synth checkov schemathesis clean
+.PHONY: run ops lock test serve nginx lint migrate browser bench bench-shed chaos loadtest loadtest-ui synth checkov schemathesis clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ serve: $(VENV)/.base nginx
 ## the binary is used: make serve runs its own nginx process, never the system's service
 nginx:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update && apt-get install -y nginx; }
+
+## browser: install Debian's chromium and chromium-driver when missing (the browser test,
+## tests/catalog/test_storefront_browser.py, drives /usr/bin/chromium through /usr/bin/chromedriver)
+browser:
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 
 ## bench-shed: load shedding at 4x the checkout capacity through nginx (bench/shedding.py, docs/serving.md)
 bench-shed: $(VENV)/.base nginx
