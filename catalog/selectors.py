@@ -1,7 +1,7 @@
 """Catalogue reads. Product reads return plain rows (dicts) because their callers serialize them straight to bytes."""
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from catalog.models import Inventory, Product, StockHold
@@ -73,10 +73,28 @@ def product_categories() -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def product_list_with_stock(*, category: str, q: str, offset: int, limit: int) -> list[dict]:
-    """Product rows plus `quantity` (None when the product has no inventory row), for the storefront."""
-    rows = _products(category=category, q=q).values(*PRODUCT_FIELDS, quantity=F("inventory__quantity"))
-    return list(rows[offset : offset + limit])
+def storefront_products(*, category: str, q: str, offset: int, limit: int) -> list[dict]:
+    """Product rows plus live `quantity` and `available` (on hand less every cart's active holds), for the
+    storefront's list."""
+    rows = product_list(category=category, q=q, offset=offset, limit=limit)
+    stock = {item["product_id"]: item for item in inventory_list(product_ids=[row["id"] for row in rows])}
+    return [
+        {**row, "quantity": stock[row["id"]]["quantity"], "available": stock[row["id"]]["available"]} for row in rows
+    ]
+
+
+def storefront_product(*, product_id: int) -> dict | None:
+    """One product for its storefront page: the detail, its flash sale (`sale_starts_at`, `max_per_session`) and
+    live `quantity` and `available`; None when there is no such product."""
+    product = (
+        Product.objects.filter(pk=product_id)
+        .values(*PRODUCT_FIELDS, "description", "sale_starts_at", "max_per_session")
+        .first()
+    )
+    if product is None:
+        return None
+    stock = inventory_get(product_id=product_id) or {"quantity": 0, "available": 0}
+    return {**product, "quantity": stock["quantity"], "available": stock["available"]}
 
 
 def inventory_get(*, product_id: int) -> dict | None:

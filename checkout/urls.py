@@ -1,8 +1,10 @@
 from django.urls import path
 
-from checkout import apis
+from checkout import apis, views
 
 urlpatterns = [
+    path("cart", views.cart_page, name="cart-page"),
+    path("orders/<int:order_id>", views.order_page, name="order-page"),
     path("api/sessions", apis.SessionCreateApi.as_view(), name="session-create"),
     path("api/checkout", apis.CheckoutApi.as_view(), name="checkout"),
     path("api/cart", apis.CartApi.as_view(), name="cart"),

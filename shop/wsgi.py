@@ -8,7 +8,7 @@ application = get_wsgi_application()
 
 
 def _warm_up() -> None:
-    """Import every view and compile the storefront template once, before gunicorn forks its workers.
+    """Import every view and compile the storefront's templates once, before gunicorn forks its workers.
 
     Otherwise each worker's first request pays 0.3-0.5 s for it. Nothing here opens a database or Redis
     connection, which must not be shared across the fork.
@@ -17,7 +17,8 @@ def _warm_up() -> None:
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018 - evaluated for its side effect: every URL module imported
-    get_template("catalog/storefront.html")
+    for name in ("catalog/storefront.html", "catalog/product.html", "checkout/cart.html", "checkout/order.html"):
+        get_template(name)
 
 
 def _freeze_heap() -> None:
