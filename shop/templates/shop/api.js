@@ -90,6 +90,10 @@ var shop = (function () {
     showCartCount();
   }
 
+  function rememberedCart() {
+    return load(CART, []);
+  }
+
   function showCartCount() {
     var now = Date.now(), count = 0;
     load(CART, []).forEach(function (item) { if (item.ends > now) count += item.quantity; });
@@ -162,6 +166,6 @@ var shop = (function () {
 
   return {
     call: call, newKey: newKey, explain: explain, countdown: countdown, notice: notice, money: money, cents: cents,
-    rememberCart: rememberCart, rememberNames: rememberNames, nameOf: nameOf
+    rememberCart: rememberCart, rememberedCart: rememberedCart, rememberNames: rememberNames, nameOf: nameOf
   };
 })();
