@@ -121,7 +121,9 @@ def test_a_shopper_buys_in_a_real_browser_and_the_order_is_in_postgresql(
     stove = make_product("Doorbuster stove", price="99.00", stock=3)
     flash_sale_start(product_id=stove.pk, starts_at=timezone.now() - timedelta(minutes=1), max_per_session=2)
 
-    with gunicorn_servers(server_env(GUNICORN_WORKERS="1"), log_dir=tmp_path) as (url,):
+    # The session's fifth checkout is rate-limited (429), whatever the test's pace.
+    env = server_env(GUNICORN_WORKERS="1", RATELIMIT_CHECKOUT_PER_SESSION="4/10m")
+    with gunicorn_servers(env, log_dir=tmp_path) as (url,):
         # browse: every product with its stock, sold out shown, no operations badge
         browser.get(url + "/")
         wait_text(browser, f'li[data-product-id="{kettle.pk}"] .stock', "^Sold out$")
@@ -255,10 +257,19 @@ def test_a_shopper_buys_in_a_real_browser_and_the_order_is_in_postgresql(
         assert refusal == [409, "Your cart is empty: its holds have expired. Add the products again."]
         assert Order.objects.count() == orders
 
-        # what the API answers when it is busy or limiting (not brought about here), in the page's own words
+        # the fifth checkout of the session: 429, in words with its Retry-After
+        browser.get(f"{url}/products/{stove.pk}")
+        wait_text(browser, "#buy-now", "^Buy now$")
+        browser.find_element(By.ID, "buy-now").click()
+        wait_text(browser, "#message", r"^Too many requests from you just now\. Please try again in (9|10) min\.$")
+        assert Order.objects.count() == orders
+        screenshots(browser, "phone-rate-limited")
+
+        # the answers not brought about here (503, no answer) and the rest, in the page's own words
         messages = browser.execute_script(
             "return [shop.explain({status: 429, body: {code: 'rate_limited'}, retryAfter: 7}),"
             " shop.explain({status: 503, body: {code: 'database_unavailable'}, retryAfter: 2}),"
+            " shop.explain({status: 429, body: {code: 'rate_limited'}, retryAfter: 150}),"
             " shop.explain({status: 0, body: {}, retryAfter: 0}),"
             " shop.explain({status: 409, body: {code: 'insufficient_stock', reason: 'sold_out',"
             " product_ids: [arguments[0]]}}),"
@@ -271,6 +282,7 @@ def test_a_shopper_buys_in_a_real_browser_and_the_order_is_in_postgresql(
         assert messages == [
             "Too many requests from you just now. Please try again in 7 s.",
             "The shop is too busy to answer right now. Please try again in 2 s.",
+            "Too many requests from you just now. Please try again in 3 min.",
             "The shop could not be reached. Check your connection and try again.",
             "Sold out: Doorbuster stove has no units left.",
             "The sale of this product has not started yet.",

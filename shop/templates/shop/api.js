@@ -106,7 +106,9 @@ var shop = (function () {
   }
 
   function again(answer) {
-    return answer.retryAfter ? " Please try again in " + answer.retryAfter + " s." : " Please try again shortly.";
+    var seconds = answer.retryAfter;
+    if (!seconds) return " Please try again shortly.";
+    return " Please try again in " + (seconds < 90 ? seconds + " s." : Math.ceil(seconds / 60) + " min.");
   }
 
   // A sentence for the shopper for every answer that is not a success.
