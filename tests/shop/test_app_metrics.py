@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -350,4 +351,16 @@ def test_requests_through_nginx_and_gunicorn_write_emf_records_cloudwatch_accept
     assert [(line["method"], line["path"], line["status"]) for line in shed] == [("GET", "/_error/502", 503)]
     assert json_filter_pattern(SHED_LINE) == (
         '{ ($.logger = "nginx.access") && ($.status = 503) && ($.upstream_addr = "shop_app") }'
+    )
+
+
+@pytest.mark.parametrize("interval", ["0", "-5", "soon"])
+def test_a_bad_metrics_interval_stops_the_process_at_start(interval):
+    environ = {**os.environ, "DJANGO_DEBUG": "1", "METRICS_INTERVAL_SECONDS": interval}
+    result = subprocess.run(
+        [sys.executable, "-c", "import shop.settings"], env=environ, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert f"METRICS_INTERVAL_SECONDS={interval!r}" in result.stderr or f"METRICS_INTERVAL_SECONDS={interval}" in (
+        result.stderr
     )
