@@ -108,7 +108,7 @@ class Aggregator:
         self._gauges: dict[str, Callable[[], float]] = {}
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self._writer_pid: int | None = None
+        self._writing = False  # whether this process runs its writer thread (a forked child does not, yet)
         self._reset()
         atexit.register(self.flush)
         # A lock another thread held at fork() stays held in the child forever, and a child must not write its
@@ -131,7 +131,7 @@ class Aggregator:
     def _after_fork(self) -> None:
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
-        self._writer_pid = None
+        self._writing = False
         self._reset()
 
     def _reset(self) -> None:
@@ -143,9 +143,9 @@ class Aggregator:
 
     # --- the request path -------------------------------------------------------------------------------------
 
-    def request(self, *, path: str, status: int, duration_ms: float, cache: str, response=None) -> None:
+    def request(self, path: str, status: int, duration_ms: float, cache: str, response=None) -> None:
         """Count one answered request. `response` is read only for a checkout's 409 (its code and reason)."""
-        if self._writer_pid != os.getpid():
+        if not self._writing:
             self._start_writer()
         endpoint = endpoint_class(path)
         outcome = checkout_outcome(status, getattr(response, "data", None)) if endpoint == "checkout" else None
@@ -221,7 +221,7 @@ class Aggregator:
 
     def flush(self) -> None:
         """Write this interval's records now (the writer thread, and at exit)."""
-        if not self.enabled or self._writer_pid != os.getpid():
+        if not self.enabled or not self._writing:
             return
         lines = "".join(json.dumps(record, separators=(",", ":")) + "\n" for record in self.records())
         try:
@@ -237,9 +237,9 @@ class Aggregator:
 
     def _start_writer(self) -> None:
         with self._start_lock:
-            if self._writer_pid == os.getpid():
+            if self._writing:
                 return
-            self._writer_pid = os.getpid()
+            self._writing = True
             self._started = time.time()
         threading.Thread(target=self._run, name="metrics-writer", daemon=True).start()
 
@@ -247,8 +247,9 @@ class Aggregator:
         wake = threading.Event()
         while True:
             now = time.time()
-            # On the interval's boundary of the wall clock: each minute of CloudWatch holds one record a process.
-            if wake.wait(self.interval - now % self.interval):
+            # Just after the interval's boundary of the wall clock, so each minute of CloudWatch holds one record a
+            # process (a wait that ends a hair early would start the next interval in the minute before).
+            if wake.wait(self.interval - now % self.interval + 0.005):
                 return
             self.flush()
 

@@ -55,14 +55,9 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        cache = response.get("X-Cache-Status", "")
         if app_metrics.enabled:
-            app_metrics.request(
-                path=request.path_info,
-                status=response.status_code,
-                duration_ms=duration_ms,
-                cache=response.get("X-Cache-Status", ""),
-                response=response,
-            )
+            app_metrics.request(request.path_info, response.status_code, duration_ms, cache, response)
         if request_log.isEnabledFor(logging.INFO):
             request_lines.append(
                 request_line(
@@ -71,7 +66,7 @@ class RequestLogMiddleware:
                     path=request.path,
                     status=response.status_code,
                     duration_ms=duration_ms,
-                    cache=response.get("X-Cache-Status", ""),
+                    cache=cache,
                     rid=request_id(request),
                 )
             )

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from shop import metrics, nginx
 from shop.metrics import Aggregator, checkout_outcome, endpoint_class
 from shop.nginx.__main__ import BODY_MAX_BYTES
 from tests.checkout.conftest import on_sale  # noqa: F401 - a fixture
+from tests.servers import gunicorn_servers, server_env
 from tests.shop.emf_rules import metrics_of, record_errors
 from tests.shop.test_front import address, exchange, free_port, gunicorn_processes, needs_nginx  # noqa: F401
 from tests.shop.test_front import request as http_request
@@ -364,3 +367,19 @@ def test_a_bad_metrics_interval_stops_the_process_at_start(interval):
     assert f"METRICS_INTERVAL_SECONDS={interval!r}" in result.stderr or f"METRICS_INTERVAL_SECONDS={interval}" in (
         result.stderr
     )
+
+
+@pytest.mark.django_db
+def test_a_worker_writes_what_it_counted_when_it_exits(tmp_path, needs_postgres):
+    # given: an interval far longer than the test, so only the exit can write
+    env = server_env(METRICS_EMF_FILE=str(tmp_path / "metrics.log"), METRICS_INTERVAL_SECONDS="3600")
+    with gunicorn_servers(env) as (url,):
+        for _ in range(3):
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(f"{url}/api/no-such-endpoint", timeout=10)
+        assert not (tmp_path / "metrics.log").exists()
+
+    lines = (tmp_path / "metrics.log").read_text().splitlines()
+    assert all(record_errors(line) == [] for line in lines)
+    requests = [json.loads(line) for line in lines if json.loads(line).get("Endpoint") == "api_other"]
+    assert sum(record["Requests"] for record in requests) == 3
