@@ -1,6 +1,6 @@
 """What the app's metrics (shop.metrics) cost a product cache hit: metrics on vs off in one process, alternating.
 
-`python bench/metrics_cost.py` (DATABASE_URL and REDIS_URL as for `make serve`; the database is migrated and
+`make bench-metrics` (DATABASE_URL and REDIS_URL as for `make serve`; the database is migrated and
 gets the sample products when it has none). The request goes through the whole WSGI stack
 (`shop.wsgi.application`) as gunicorn calls it, without the network: GET /api/products, a hit in the process's
 near copy after the warm-up, the cheapest request the shop serves, so the metrics' share of it is the largest
