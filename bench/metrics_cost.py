@@ -101,7 +101,7 @@ def main() -> int:
     flush_us = (time.thread_time() - started) * 1_000_000
     off, on = statistics.median(cost[False]), statistics.median(cost[True])
     load = os.getloadavg()[0]
-    print(f"GET /api/products (near-cache hit), {rounds} rounds x {requests:,} requests a mode, load average {load:.1f}")
+    print(f"GET /api/products (near-cache hit), {rounds} rounds x {requests:,} requests a mode, load avg {load:.1f}")
     print(f"  metrics off: median {off:.1f} µs CPU a request (rounds {min(cost[False]):.1f}-{max(cost[False]):.1f})")
     print(f"  metrics on:  median {on:.1f} µs CPU a request (rounds {min(cost[True]):.1f}-{max(cost[True]):.1f})")
     print(f"  on / off: {on / off:.3f} ({on - off:+.1f} µs); one interval's write: {flush_us:.0f} µs")
