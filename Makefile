@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops lock test serve nginx lint migrate browser bench bench-shed chaos loadtest loadtest-ui synth checkov schemathesis clean
+.PHONY: run ops lock test serve nginx lint migrate browser bench bench-shed bench-metrics chaos loadtest loadtest-ui synth checkov schemathesis clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ browser:
 ## bench-shed: load shedding at 4x the checkout capacity through nginx (bench/shedding.py, docs/serving.md)
 bench-shed: $(VENV)/.base nginx
 	$(PY) bench/shedding.py
+
+## bench-metrics: a product cache hit's CPU with the app's metrics off vs on, in one process (DATABASE_URL/REDIS_URL;
+## bench/metrics_cost.py, docs/metrics.md)
+bench-metrics: $(VENV)/.base
+	$(PY) bench/metrics_cost.py
 
 ## bench: wrk against gunicorn + PostgreSQL + Redis beside the floor app; QUICK=1 for a short run (see README)
 bench: $(VENV)/.base

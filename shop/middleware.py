@@ -10,6 +10,7 @@ from django.db import OperationalError
 from django.http import JsonResponse
 
 from shop.logs import BufferedLines, request_line
+from shop.metrics import app_metrics
 
 request_log = logging.getLogger("shop.request")
 request_lines = BufferedLines()
@@ -34,7 +35,8 @@ def request_id(request) -> str:
 
 
 class RequestLogMiddleware:
-    """One structured line per request: method, path, status, duration, cache status, request id.
+    """One structured line per request: method, path, status, duration, cache status, request id; and the same
+    request counted in the app's metrics (shop.metrics, when METRICS_EMF_FILE is set).
 
     Written through shop.logs.BufferedLines rather than a logging call (see there why); the level of the
     `shop.request` logger (LOG_LEVEL) still decides whether lines are written.
@@ -42,10 +44,20 @@ class RequestLogMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
+        app_metrics.configure(
+            path=settings.METRICS_EMF_FILE,
+            namespace=settings.METRICS_NAMESPACE,
+            interval=settings.METRICS_INTERVAL_SECONDS,
+            properties={"version": settings.VERSION},
+        )
 
     def __call__(self, request):
         started = time.perf_counter()
         response = self.get_response(request)
+        duration_ms = round((time.perf_counter() - started) * 1000, 2)
+        cache = response.get("X-Cache-Status", "")
+        if app_metrics.enabled:
+            app_metrics.request(request.path_info, response.status_code, duration_ms, cache, response)
         if request_log.isEnabledFor(logging.INFO):
             request_lines.append(
                 request_line(
@@ -53,8 +65,8 @@ class RequestLogMiddleware:
                     method=request.method,
                     path=request.path,
                     status=response.status_code,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                    cache=response.get("X-Cache-Status", ""),
+                    duration_ms=duration_ms,
+                    cache=cache,
                     rid=request_id(request),
                 )
             )

@@ -17,6 +17,8 @@ from django_redis.pool import ConnectionFactory
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from shop.metrics import app_metrics
+
 log = logging.getLogger("shop.redis")
 T = TypeVar("T")
 
@@ -36,6 +38,7 @@ class CircuitBreaker:
         with self._lock:
             if not self.is_open():
                 log.warning("redis unavailable, skipping it", extra={"error": str(error), "cooldown_s": self.cooldown})
+                app_metrics.circuit_opened("redis")
             self._open_until = time.monotonic() + self.cooldown
 
     def reset(self) -> None:
@@ -44,6 +47,7 @@ class CircuitBreaker:
 
 
 breaker = CircuitBreaker()
+app_metrics.watch_circuit("redis", breaker.is_open)
 
 
 @cache

@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from shop import env
 from shop.secrets import app_secrets, database_credentials
@@ -252,6 +253,14 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_CLOUDFRONT_FORWARDED_PROTO", "https") if TRUSTE
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# The app's CloudWatch metrics (shop.metrics, docs/metrics.md): EMF records appended to this file once an interval;
+# empty: nothing is counted. The namespace is the stack's on AWS (the user data sets it).
+METRICS_EMF_FILE = env.text("METRICS_EMF_FILE")
+METRICS_NAMESPACE = env.text("METRICS_NAMESPACE", "shop-local")
+METRICS_INTERVAL_SECONDS = env.integer("METRICS_INTERVAL_SECONDS", 60)
+if METRICS_INTERVAL_SECONDS < 1:
+    raise ImproperlyConfigured(f"METRICS_INTERVAL_SECONDS={METRICS_INTERVAL_SECONDS} must be at least 1.")
 
 LOGGING = {
     "version": 1,

@@ -191,3 +191,66 @@ def add_edge_alarms(
                   period=MINUTE, statistic="Average"),
     )  # fmt: skip
     return [waf, cloudfront]
+
+
+def _app_metric(namespace: str, name: str, dimensions: dict) -> cloudwatch.Metric:
+    metric = cloudwatch.Metric(Namespace=namespace, MetricName=name)
+    if dimensions:
+        metric.Dimensions = _dimensions(**dimensions)
+    return metric
+
+
+def _app_math(namespace: str, expression: str, label: str, queries: dict[str, tuple]) -> dict:
+    """Metric math over the app's metrics, a minute a point: queries maps an id to (metric, dimensions)."""
+    metrics = [
+        cloudwatch.MetricDataQuery(
+            Id=query_id,
+            ReturnData=False,
+            MetricStat=cloudwatch.MetricStat(
+                Metric=_app_metric(namespace, name, dimensions), Period=MINUTE, Stat="Sum"
+            ),
+        )
+        for query_id, (name, dimensions) in queries.items()
+    ]
+    metrics.append(cloudwatch.MetricDataQuery(Id="result", Expression=expression, Label=label, ReturnData=True))
+    return {"Metrics": metrics}
+
+
+def add_app_metric_alarms(t: Template, *, namespace: str, topic) -> list[cloudwatch.Alarm]:
+    """Alarms on what the app knows (shop.metrics, written as EMF records) and on nginx's shed requests (a metric
+    filter): each fires on the first minutes of a trend, before the ALB's 5xx and latency alarms would. Their
+    runbook is docs/metrics.md."""
+    checkout = {"Endpoint": "checkout"}
+    below, above, at_least = "LessThanThreshold", "GreaterThanThreshold", "GreaterThanOrEqualToThreshold"
+    specs = [
+        ("AlarmAppCacheHitRate",
+         "Product cache hit rate below 80 % for 5 minutes (at 100 product requests a minute or more): the database "
+         "takes the reads (docs/metrics.md)", 80, below, 5, 5,
+         _app_math(namespace, "IF(h + m + b >= 100, 100 * h / (h + m + b), 100)", "Product cache hit rate (%)",
+                   {"h": ("ProductCacheHits", {}), "m": ("ProductCacheMisses", {}),
+                    "b": ("ProductCacheBypasses", {})})),
+        ("AlarmCheckoutErrorRate",
+         "Checkout 5xx (503 included) above 2 % of checkouts in 2 of 3 minutes (at 20 checkouts a minute or more) "
+         "(docs/metrics.md)", 2, above, 3, 2,
+         _app_math(namespace, "IF(r >= 20, 100 * e / r, 0)", "Checkout 5xx (%)",
+                   {"e": ("Errors5xx", checkout), "r": ("Requests", checkout)})),
+        ("AlarmCheckoutLatency", "Checkout p99 above 1 s in 2 of 3 minutes, in the app (docs/metrics.md)",
+         1000, above, 3, 2,
+         {"MetricName": "Latency", "Namespace": namespace, "Dimensions": _dimensions(**checkout), "Period": MINUTE,
+          "ExtendedStatistic": "p99"}),
+        ("AlarmDatabaseCircuitOpen",
+         "An app process stopped sending work to PostgreSQL (circuit open) (docs/metrics.md)",
+         1, at_least, 1, 1,
+         {"MetricName": "DatabaseCircuitOpen", "Namespace": namespace, "Period": MINUTE, "Statistic": "Maximum"}),
+        ("AlarmRedisCircuitOpen", "An app process is skipping Redis (circuit open) (docs/metrics.md)",
+         1, at_least, 1, 1,
+         {"MetricName": "RedisCircuitOpen", "Namespace": namespace, "Period": MINUTE, "Statistic": "Maximum"}),
+        ("AlarmLoadShed", "nginx shed more than 60 requests a minute for 3 minutes: the fleet is short of capacity "
+         "(docs/metrics.md)", 60, above, 3, 3,
+         {"MetricName": "ShedRequests", "Namespace": namespace, "Period": MINUTE, "Statistic": "Sum"}),
+    ]  # fmt: skip
+    return [
+        _alarm(t, title, topic=topic, description=text, threshold=threshold, comparison=comparison,
+               evaluation_periods=periods, DatapointsToAlarm=datapoints, **metric)
+        for title, text, threshold, comparison, periods, datapoints, metric in specs
+    ]  # fmt: skip

@@ -2,7 +2,7 @@
 
 from troposphere import Equals, If, Not, NoValue, Output, Ref, Sub, Template
 
-from opsinfra.cfn.alarms import AlarmTargets, add_app_alarms, add_edge_alarms
+from opsinfra.cfn.alarms import AlarmTargets, add_app_alarms, add_app_metric_alarms, add_edge_alarms
 from opsinfra.cfn.cache import add_cache
 from opsinfra.cfn.common import parameter
 from opsinfra.cfn.compute import AppWiring, add_compute
@@ -11,7 +11,7 @@ from opsinfra.cfn.database import add_database
 from opsinfra.cfn.edge import EdgeInputs, add_edge
 from opsinfra.cfn.loadbalancer import add_load_balancer, origin_port
 from opsinfra.cfn.network import add_interface_endpoints, add_network
-from opsinfra.cfn.observability import add_alerts_topic
+from opsinfra.cfn.observability import add_alerts_topic, add_shed_metric_filter, app_metrics_namespace
 from opsinfra.cfn.secrets import add_secrets
 from opsinfra.cfn.security import add_certificate, add_web_acl
 from opsinfra.cfn.security_groups import POSTGRES_PORT, add_security_groups
@@ -116,11 +116,19 @@ def build_app(t: Template, settings: StackSettings) -> None:
         cache_clusters=cache.member_cluster_ids,
     )
     add_app_alarms(t, settings=settings, names=names, topic=topic)
+    add_shed_metric_filter(t, settings=settings, app_log_group=compute.app_log_group)
+    add_app_metric_alarms(t, namespace=app_metrics_namespace(settings), topic=topic)
     if settings.in_edge_region:
         add_edge_alarms(
             t, web_acl_name=f"{settings.stack_name}-web-acl", distribution_id=edge.distribution, topic=topic
         )
-    dashboard = add_dashboard(t, names=names, distribution=edge.distribution, name=settings.stack_name)
+    dashboard = add_dashboard(
+        t,
+        names=names,
+        distribution=edge.distribution,
+        name=settings.stack_name,
+        app_namespace=app_metrics_namespace(settings),
+    )
     outputs = {
         "DistributionId": (edge.distribution, "CloudFront distribution (purge_cdn)"),
         "DistributionDomainName": (edge.domain_name, "CloudFront domain name"),

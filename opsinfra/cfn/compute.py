@@ -9,6 +9,7 @@ from opsinfra.cfn.common import flag_parameter, log_group, parameter, service_tr
 from opsinfra.cfn.database import DATABASE_NAME, Database
 from opsinfra.cfn.loadbalancer import LoadBalancer
 from opsinfra.cfn.network import Network
+from opsinfra.cfn.observability import app_metrics_namespace
 from opsinfra.cfn.security_groups import SecurityGroups
 from opsinfra.services.bundle import VERSION_PATTERN
 from opsinfra.stacks import StackSettings
@@ -28,6 +29,7 @@ class Compute:
     group: Ref
     migration_group: Ref
     migration_document: Ref
+    app_log_group: Ref  # the app's and nginx's lines (the shed metric filter reads nginx's)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,9 @@ def user_data_values(*, settings: StackSettings, wiring: AppWiring, log_groups: 
         "GunicornThreads": str(settings.gunicorn_threads),
         "AppLogGroup": Ref(log_groups["app"]),
         "ReleaseLogGroup": Ref(log_groups["release"]),
+        # The app's EMF records (shop.metrics): CloudWatch extracts the metrics of this namespace from them.
+        "MetricsLogGroup": Ref(log_groups["metrics"]),
+        "MetricsNamespace": app_metrics_namespace(settings),
     }
 
 
@@ -138,7 +143,7 @@ def add_compute(
                 retention_days=settings.log_retention_days,
             )
         )
-        for kind in ("app", "release")
+        for kind in ("app", "release", "metrics")
     }
     script = userdata.render_parts(user_data_values(settings=settings, wiring=wiring, log_groups=log_groups))
     launch = {}
@@ -198,7 +203,12 @@ def add_compute(
         )
     )
     document = _add_migration_document(t, settings=settings)
-    return Compute(group=Ref(group), migration_group=Ref(migration_group), migration_document=Ref(document))
+    return Compute(
+        group=Ref(group),
+        migration_group=Ref(migration_group),
+        migration_document=Ref(document),
+        app_log_group=Ref(log_groups["app"]),
+    )
 
 
 def update_policy(settings: StackSettings) -> policies.UpdatePolicy:

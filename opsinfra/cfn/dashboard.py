@@ -21,7 +21,68 @@ def _widget(title: str, metrics: list, *, x: int, y: int, region: str = "${AWS::
     }
 
 
-def dashboard_body(*, cache_nodes: int) -> str:
+def app_metrics_widgets(namespace: str, *, y: int) -> list[dict]:
+    """What the app counts itself (shop.metrics) and nginx's shed requests (a metric filter), docs/metrics.md."""
+    checkout = ["Endpoint", "checkout"]
+    hidden = {"visible": False}
+    return [
+        _widget(
+            "App requests per endpoint",
+            [[{"expression": f"SEARCH('{{{namespace},Endpoint}} MetricName=\"Requests\"', 'Sum', 60)", "id": "e1"}]],
+            x=0,
+            y=y,
+        ),
+        _widget(
+            "Checkout outcomes (201, 409 by cause, 422, 429, 503, ...)",
+            [[{"expression": f"SEARCH('{{{namespace},Outcome}} MetricName=\"Checkouts\"', 'Sum', 60)", "id": "e1"}]],
+            x=WIDTH,
+            y=y,
+        ),
+        _widget(
+            "Product cache: hit rate (%) and BYPASS",
+            [
+                [{"expression": "100 * h / (h + m + b)", "label": "Hit rate (%)", "id": "rate"}],
+                [namespace, "ProductCacheHits", {**hidden, "id": "h"}],
+                [namespace, "ProductCacheMisses", {**hidden, "id": "m"}],
+                [namespace, "ProductCacheBypasses", {"id": "b", "yAxis": "right"}],
+            ],
+            x=0,
+            y=y + HEIGHT,
+        ),
+        _widget(
+            "Checkout latency in the app (ms)",
+            [
+                [namespace, "Latency", *checkout, {"stat": "p50"}],
+                [namespace, "Latency", *checkout, {"stat": "p99"}],
+            ],
+            x=WIDTH,
+            y=y + HEIGHT,
+            stat="p99",
+        ),
+        _widget(
+            "Checkout 5xx, 503 and 429",
+            [
+                [namespace, "Errors5xx", *checkout],
+                [namespace, "Unavailable503", *checkout],
+                [namespace, "RateLimited429", *checkout],
+            ],
+            x=0,
+            y=y + 2 * HEIGHT,
+        ),
+        _widget(
+            "Circuits open (processes) and shed requests",
+            [
+                [namespace, "DatabaseCircuitOpen", {"stat": "Maximum"}],
+                [namespace, "RedisCircuitOpen", {"stat": "Maximum"}],
+                [namespace, "ShedRequests", {"yAxis": "right"}],
+            ],
+            x=WIDTH,
+            y=y + 2 * HEIGHT,
+        ),
+    ]
+
+
+def dashboard_body(*, cache_nodes: int, app_namespace: str | None = None) -> str:
     """The body with ${Name} placeholders for Fn::Sub; valid JSON once they are filled."""
     alb = ["LoadBalancer", "${LoadBalancer}"]
     cache = [
@@ -108,10 +169,14 @@ def dashboard_body(*, cache_nodes: int) -> str:
             region="us-east-1",
         ),
     ]
+    if app_namespace:
+        widgets += app_metrics_widgets(app_namespace, y=5 * HEIGHT)
     return json.dumps({"widgets": widgets}, sort_keys=True, separators=(",", ":"))
 
 
-def add_dashboard(t: Template, *, names: AlarmTargets, distribution: Ref, name: str) -> Ref:
+def add_dashboard(
+    t: Template, *, names: AlarmTargets, distribution: Ref, name: str, app_namespace: str | None = None
+) -> Ref:
     variables = {
         "LoadBalancer": names.load_balancer,
         "AutoScalingGroup": names.auto_scaling_group,
@@ -124,7 +189,9 @@ def add_dashboard(t: Template, *, names: AlarmTargets, distribution: Ref, name: 
         cloudwatch.Dashboard(
             "ObservabilityDashboard",
             DashboardName=name,
-            DashboardBody=Sub(dashboard_body(cache_nodes=len(names.cache_clusters)), **variables),
+            DashboardBody=Sub(
+                dashboard_body(cache_nodes=len(names.cache_clusters), app_namespace=app_namespace), **variables
+            ),
         )
     )
     return Ref(dashboard)

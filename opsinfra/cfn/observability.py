@@ -1,6 +1,9 @@
-"""The alerts topic: SNS encrypted with a customer key CloudWatch may use, a policy CloudWatch may publish under."""
+"""The alerts topic: SNS encrypted with a customer key CloudWatch may use, a policy CloudWatch may publish under;
+the app's metrics namespace, and the metric the nginx access log gives it (shed requests)."""
 
-from troposphere import Equals, Not, Ref, Sub, Template, kms, sns
+import json
+
+from troposphere import Equals, Not, Ref, Sub, Template, kms, logs, sns
 
 from opsinfra.cfn.common import parameter, stateful
 from opsinfra.stacks import StackSettings
@@ -81,3 +84,40 @@ def add_alerts_topic(t: Template, *, settings: StackSettings) -> Ref:
         )
     )
     return Ref(topic)
+
+
+# nginx answers a shed request itself (docs/serving.md), so the app never counts it: a metric filter on the access
+# log does. A shed request's line has the upstream group's name where an address would be (shop/nginx/nginx.conf).
+SHED_REQUESTS = "ShedRequests"
+SHED_LINE = {"logger": "nginx.access", "status": 503, "upstream_addr": "shop_app"}
+
+
+def app_metrics_namespace(settings: StackSettings) -> str:
+    """The CloudWatch namespace of the app's own metrics: one per stack, so staging never mixes with production."""
+    return settings.stack_name
+
+
+def json_filter_pattern(fields: dict) -> str:
+    """A CloudWatch Logs filter pattern matching JSON lines whose `fields` have these values."""
+    terms = " && ".join(f"($.{name} = {json.dumps(value)})" for name, value in fields.items())
+    return f"{{ {terms} }}"
+
+
+def add_shed_metric_filter(t: Template, *, settings: StackSettings, app_log_group: Ref) -> logs.MetricFilter:
+    return t.add_resource(
+        logs.MetricFilter(
+            "ObservabilityShedFilter",
+            LogGroupName=app_log_group,
+            FilterPattern=json_filter_pattern(SHED_LINE),
+            MetricTransformations=[
+                logs.MetricTransformation(
+                    MetricNamespace=app_metrics_namespace(settings),
+                    MetricName=SHED_REQUESTS,
+                    MetricValue="1",
+                    # 0 in the minutes with log lines but no shed request: the graph shows no shedding, not no data.
+                    DefaultValue=0,
+                    Unit="Count",
+                )
+            ],
+        )
+    )

@@ -36,7 +36,7 @@ class FrontConfig:
     listen: str  # "8000", "127.0.0.1:8000"
     upstream: str  # "unix:/run/shop/gunicorn.sock", "127.0.0.1:8001"
     run_dir: str  # pid file and temporary bodies
-    log_dir: str  # nginx-access.log, nginx-error.log
+    log_dir: str  # nginx-access.log, nginx-error.log, the app's metrics.log
     body_max_bytes: int
     max_in_flight: int
     user: str = ""  # the workers' user when the master runs as root; empty: nginx's default
@@ -130,6 +130,8 @@ def start(
         "GUNICORN_WORKERS": str(workers),
         "GUNICORN_THREADS": str(threads),
     }
+    # The app's EMF metrics beside nginx's logs, as on an instance (docs/metrics.md); METRICS_EMF_FILE= turns them off.
+    gunicorn_env.setdefault("METRICS_EMF_FILE", str(Path(config.log_dir) / "metrics.log"))
     gunicorn = subprocess.Popen(  # noqa: S603 - our own arguments
         [sys.executable, "-m", "gunicorn", "--config", "shop/gunicorn.conf.py", "--bind", f"unix:{socket}"],
         cwd=PROJECT_DIR,

@@ -22,6 +22,8 @@ import time
 
 from django.db import OperationalError
 
+from shop.metrics import app_metrics
+
 log = logging.getLogger("shop.db")
 
 # Seconds the circuit stays open after a failure: also the Retry-After of the 503 (shop.middleware).
@@ -65,6 +67,7 @@ class Circuit:
                 log.warning(
                     "database unavailable, failing fast", extra={"error": str(error), "cooldown_s": self.cooldown}
                 )
+                app_metrics.circuit_opened("database")
             self.open_until = time.monotonic() + self.cooldown
             self.probe_until = 0.0
 
@@ -80,6 +83,7 @@ class Circuit:
 
 
 circuit = Circuit()
+app_metrics.watch_circuit("database", lambda: bool(circuit.open_until))
 
 
 class Watchdog:

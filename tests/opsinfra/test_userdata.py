@@ -30,6 +30,8 @@ VALUES = {
     "GunicornThreads": "4",
     "AppLogGroup": "/shop/production/app",
     "ReleaseLogGroup": "/shop/production/release",
+    "MetricsLogGroup": "/shop/production/metrics",
+    "MetricsNamespace": "shop-app-production",
 }
 SHELLCHECK = Path(sys.executable).parent / "shellcheck"
 INSTANCE_ID = "i-0123456789abcdef0"
@@ -113,7 +115,7 @@ def test_userdata_helper_scripts_compile():
     config = json.loads(
         userdata.inline_files(userdata.read("cloudwatch-agent.json")).replace("{{", "").replace("}}", "")
     )
-    assert len(config["logs"]["logs_collected"]["files"]["collect_list"]) == 4
+    assert len(config["logs"]["logs_collected"]["files"]["collect_list"]) == 5
 
 
 @pytest.fixture
@@ -189,6 +191,9 @@ def test_userdata_first_boot_installs_writes_units_and_starts_the_release_unit(i
     assert f"REDIS_URL=rediss://{VALUES['CacheEndpoint']}:6379/0\n" in app_env
     # CloudFront, the ALB and nginx each append one address to X-Forwarded-For.
     assert "TRUSTED_PROXY_COUNT=3\n" in app_env
+    # the app's EMF records, in the file the agent ships to the metrics log group, under the stack's namespace
+    assert f"METRICS_NAMESPACE={VALUES['MetricsNamespace']}\n" in app_env
+    assert "METRICS_EMF_FILE=/var/log/shop/metrics.log\n" in app_env
     assert "GUNICORN_BIND" not in app_env and "GUNICORN_FORWARDED_ALLOW_IPS" not in app_env
     assert f"APP_SECRET_ARN={VALUES['AppSecretArn']}\n" in app_env
     assert f"DB_SECRET_ARN={VALUES['DbSecretArn']}\n" in app_env
@@ -207,7 +212,7 @@ def test_userdata_first_boot_installs_writes_units_and_starts_the_release_unit(i
     assert "WantedBy=multi-user.target" in release_unit and "Type=oneshot" in release_unit
     agent = json.loads((box.root / "opt/aws/amazon-cloudwatch-agent/etc/shop.json").read_text())
     groups = {entry["log_group_name"] for entry in agent["logs"]["logs_collected"]["files"]["collect_list"]}
-    assert groups == {"/shop/production/app", "/shop/production/release"}
+    assert groups == {"/shop/production/app", "/shop/production/release", "/shop/production/metrics"}
     assert os.access(box.root / "usr/local/sbin/shop-release", os.X_OK)
 
 

@@ -40,6 +40,8 @@ REDIS_URL=rediss://{{CacheEndpoint}}:6379/0
 TRUSTED_PROXY_COUNT=3
 GUNICORN_WORKERS={{GunicornWorkers}}
 GUNICORN_THREADS={{GunicornThreads}}
+METRICS_NAMESPACE={{MetricsNamespace}}
+METRICS_EMF_FILE=/var/log/shop/metrics.log
 SHOP_EOF
 
 cat > "$root/etc/shop/migrate.env" <<'SHOP_EOF'
