@@ -28,7 +28,15 @@ from loadtests import outcomes, webui
 from loadtests.phases import Phase, PhaseTimeline, black_friday_phases, describe
 from loadtests.recorder import PhaseRecorder, percentile
 from loadtests.shape import BlackFridayShape
-from loadtests.summary import build_summary, format_verdict, write_phase_csv, write_summary
+from loadtests.summary import (
+    INCOMPLETE,
+    INCOMPLETE_EXIT,
+    PASSED,
+    build_summary,
+    format_verdict,
+    write_phase_csv,
+    write_summary,
+)
 from loadtests.thresholds import Limits
 from loadtests.users import Bot, Shopper, token_pool
 
@@ -64,6 +72,17 @@ def add_options(parser):
     parser.add_argument("--request-timeout", type=float, default=10.0, help="Seconds before a request is a timeout.")
     parser.add_argument(
         "--reset-stock", type=int, default=0, help="Set every product's stock to this at each start (0: leave it)."
+    )
+    parser.add_argument(
+        "--reset-stock-confirmed",
+        action="store_true",
+        help="The operator agreed to reset a database that is not a dedicated load-test one (loadtests/stock.py).",
+    )
+    parser.add_argument(
+        "--actions-per-user",
+        type=int,
+        default=0,
+        help="A fixed workload: each user does this many actions without think time, then idles (0: the night).",
     )
     parser.add_argument(
         "--sold-out-products",
@@ -131,6 +150,9 @@ class LoadRun:
         self.setup_errors: list[str] = []
         self.load_before = (0.0, 0.0, 0.0)
         self.last_summary: dict | None = None
+        self.finished = False
+        # A worker's own --tokens-file, read at start; without one it takes its share of the master's.
+        self.own_tokens = False
 
     @property
     def options(self):
@@ -153,7 +175,7 @@ class LoadRun:
         self.recorder.record(phase=phase, name=name, response_ms=response_time, error_kind=kind)
         if context.get("checkout_role"):
             outcome = context.get("checkout_outcome") or outcomes.checkout_outcome(
-                status=status, code=None, product_ids=[], product_id=0, quantity=1, stock=None
+                status=status, code=None, product_ids=[], product_id=0, quantity=1, available=None
             )
             self.recorder.record_checkout(phase=phase, role=context["checkout_role"], outcome=outcome)
 
@@ -166,6 +188,7 @@ class LoadRun:
         self.timeline = PhaseTimeline([phase.name for phase in self.plan])
         self.recorder.reset()
         self.last_summary = None
+        self.finished = False
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.results_dir = Path(options.results_dir) if options.results_dir else RESULTS_DIR / stamp
@@ -174,6 +197,9 @@ class LoadRun:
         if not options.profile:
             # locust's HTML report shows its profile in the header: there it names the phases' windows.
             self.environment.profile = describe(self.plan)
+
+    def shape_finished(self) -> None:
+        self.finished = True
 
     def reset_stock(self) -> None:
         """Deep stock for the next run. Not in test_start: a shape tick that changes the user count restarts
@@ -191,6 +217,7 @@ class LoadRun:
                 str(quantity),
                 "--sold-out",
                 str(self.options.sold_out_products),
+                *(["--yes"] if self.options.reset_stock_confirmed else []),
             ],
             cwd=PROJECT_DIR,
             capture_output=True,
@@ -215,6 +242,7 @@ class LoadRun:
             timeline=self.timeline,
             plan=self.plan,
             limits=limits_from(options),
+            finished=self.finished,
             cache_before=self.cache_before,
             cache_after=read_metrics(self.environment.host, options.metrics_token),
             run={
@@ -224,6 +252,7 @@ class LoadRun:
                 "time_scale": options.time_scale,
                 "peak_users": options.peak_users,
                 "bots": options.bots,
+                "actions_per_user": options.actions_per_user,
                 "setup_errors": self.setup_errors,
                 # The generator and (locally) the server share these CPUs: busy CPUs bend every percentile.
                 "cpu_count": os.cpu_count(),
@@ -289,6 +318,7 @@ run = LoadRun()
 def configure_users(options) -> None:
     for user_class in (Shopper, Bot):
         user_class.network_timeout = user_class.connection_timeout = options.request_timeout
+        user_class.actions_per_user = options.actions_per_user
     Bot.fixed_count = options.bots
     BlackFridayShape.user_classes = [Shopper, Bot] if options.bots else [Shopper]
     BlackFridayShape.bots = options.bots
@@ -301,6 +331,7 @@ def on_init(environment, **_kwargs):
     configure_users(options)
     BlackFridayShape.listener = run
     token_pool.load(options.tokens_file)
+    run.own_tokens = bool(options.tokens_file)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(PHASE_MESSAGE, lambda msg, **_kw: run.timeline.enter(msg.data))
     if environment.web_ui:
@@ -329,6 +360,12 @@ def on_worker_report(data, **_kwargs):
 def on_test_start(environment, **_kwargs):
     if run.is_worker():
         run.recorder.reset()
+        # The master's options arrived with the spawn (locust copies a locustfile's options to its workers).
+        options = environment.parsed_options
+        configure_users(options)
+        if not run.own_tokens and options.tokens_file:
+            runner = environment.runner
+            token_pool.load(options.tokens_file, share=runner.worker_index, shares=max(options.expect_workers, 1))
 
 
 @events.reset_stats.add_listener
@@ -360,4 +397,5 @@ def on_quitting(environment, **_kwargs):
     if not run.is_worker():
         run.summarise()
     if run.last_summary is not None:
-        environment.process_exit_code = 0 if run.last_summary["passed"] else 1
+        verdict = run.last_summary["verdict"]
+        environment.process_exit_code = 0 if verdict == PASSED else INCOMPLETE_EXIT if verdict == INCOMPLETE else 1

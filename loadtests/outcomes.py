@@ -80,21 +80,22 @@ def checkout_outcome(
     product_ids: list,
     product_id: int,
     quantity: int,
-    stock: int | None,
+    available: int | None,
     reason: str | None = None,
 ) -> str:
-    """What one checkout came to. `stock` is the product's quantity read after a 409 (None when not read).
+    """What one checkout came to. `available` is the product's `available` units (on hand less other carts'
+    holds) read after a 409 (None when not read).
 
     A 409 insufficient_stock is only right when the product really lacks the quantity asked for: stock only
-    falls during a run, so enough stock read after the 409 means the checkout refused a sale it could make,
+    falls during a run, so enough units available after the 409 means the checkout refused a sale it could make,
     unless the flash-sale gate refused it (`reason` "sold_out"): then it is the gate's momentary undersell.
     """
     if status == 201:
         return CREATED
     if status == 409 and code == "insufficient_stock" and product_id in product_ids:
-        if stock is None:
+        if available is None:
             return UNVERIFIED_409
-        if stock < quantity:
+        if available < quantity:
             return SOLD_OUT
         return GATE_UNDERSELL if reason == "sold_out" else IN_STOCK_409
     if status == 429:

@@ -12,6 +12,8 @@ class PhaseListener(Protocol):
 
     def enter_phase(self, phase: Phase) -> None: ...
 
+    def shape_finished(self) -> None: ...
+
 
 class BlackFridayShape(LoadTestShape):
     """Baseline ramp to 10 shoppers, ramp to the peak, hold the peak, cool down; scaled by --time-scale and
@@ -36,6 +38,9 @@ class BlackFridayShape(LoadTestShape):
     def tick(self):
         phase = phase_at(self.plan(), self.get_run_time())
         if phase is None:
+            # The only way a run completes: a run stopped before this (Ctrl-C, Stop, --run-time) is INCOMPLETE.
+            if self.listener is not None:
+                self.listener.shape_finished()
             return None
         if self.listener is not None:
             self.listener.enter_phase(phase)

@@ -11,6 +11,10 @@ from loadtests.phases import Phase, PhaseTimeline
 from loadtests.recorder import EndpointStats, PhaseRecorder, percentile
 from loadtests.thresholds import WHOLE_RUN, Limits, evaluate
 
+PASSED, FAILED, INCOMPLETE = "PASSED", "FAILED", "INCOMPLETE"
+# The exit code of a run stopped before its shape finished (1 is a failed threshold).
+INCOMPLETE_EXIT = 3
+
 
 def _rate(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
@@ -104,7 +108,10 @@ def build_summary(
     cache_before: dict | None,
     cache_after: dict | None,
     run: dict,
+    finished: bool = True,
 ) -> dict:
+    """`finished`: the shape ran to its end. A run stopped before (Ctrl-C, the web UI's Stop, --run-time) is
+    INCOMPLETE whatever its numbers: it never reached what it did not measure, so it cannot pass."""
     durations = timeline.durations()
     planned = {phase.name: phase for phase in plan}
     names = list(dict.fromkeys([phase.name for phase in plan] + recorder.phases()))
@@ -140,8 +147,18 @@ def build_summary(
         "limits": limits.to_dict(),
     }
     summary["thresholds"] = evaluate(summary, limits)
+    reached = sorted(timeline.started_at, key=timeline.started_at.get)
+    summary["completion"] = {
+        "finished": finished,
+        "phases_reached": reached,
+        "phases_not_reached": [phase.name for phase in plan if phase.name not in timeline.started_at],
+        "ran_s": round(sum(durations.values()), 2),
+        "planned_s": round(plan[-1].end_s, 2) if plan else None,
+    }
     # A run whose setup failed (stock not reset) proves nothing, whatever its numbers.
-    summary["passed"] = all(check["passed"] for check in summary["thresholds"]) and not run.get("setup_errors")
+    met = all(check["passed"] for check in summary["thresholds"]) and not run.get("setup_errors")
+    summary["verdict"] = INCOMPLETE if not finished else PASSED if met else FAILED
+    summary["passed"] = summary["verdict"] == PASSED
     return summary
 
 
@@ -227,10 +244,23 @@ def format_table(summary: dict) -> str:
 
 
 def format_verdict(summary: dict) -> str:
-    """Each failed threshold, then PASSED or FAILED with the count of thresholds met."""
+    """Each failed threshold, then the verdict: PASSED or FAILED with the count of thresholds met, or INCOMPLETE
+    with the phases the run reached and what it measured (never PASSED)."""
     failed = [check for check in summary["thresholds"] if not check["passed"]]
     lines = [f"FAILED {check['phase']}: {check['name']} = {check['value']}, wanted {check['rule']}" for check in failed]
     lines += [f"setup: {error}" for error in summary["run"].get("setup_errors", [])]
     checked = sum(1 for check in summary["thresholds"] if not check["skipped"])
-    lines.append(f"{'PASSED' if summary['passed'] else 'FAILED'}: {checked - len(failed)}/{checked} thresholds met")
+    verdict = summary.get("verdict", PASSED if summary["passed"] else FAILED)
+    if verdict != INCOMPLETE:
+        lines.append(f"{verdict}: {checked - len(failed)}/{checked} thresholds met")
+        return "\n".join(lines)
+    completion = summary["completion"]
+    totals = summary["all"]["totals"]
+    lines.append(
+        f"INCOMPLETE: stopped after {completion['ran_s']} s of the planned {completion['planned_s']} s; "
+        f"phases reached: {', '.join(completion['phases_reached']) or 'none'}; "
+        f"not reached: {', '.join(completion['phases_not_reached']) or 'none'}; "
+        f"measured {totals['requests']} requests, {totals['failures']} failures; "
+        f"{checked - len(failed)}/{checked} thresholds met on what was measured (no verdict)"
+    )
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from gevent.lock import Semaphore
-from locust import FastHttpUser, between, constant, task
+from locust import FastHttpUser, task
 
 from loadtests import endpoints, outcomes
 
@@ -17,6 +17,27 @@ from loadtests import endpoints, outcomes
 # confirmed checkouts does so, and must get the same order back.
 REPLAY_SHARE = 0.05
 INVENTORY_BATCH_SIZE = 20
+SHOPPER_THINK_SECONDS = (0.5, 2.5)
+# A user that has done its --actions-per-user waits this long, i.e. until the run stops it.
+IDLE_SECONDS = 24 * 3600
+
+
+class CountedActions:
+    """With `actions_per_user` set (--actions-per-user), each user does exactly that many actions back to back,
+    then idles until the run ends: a fixed workload whose request count does not depend on timing. locust calls
+    wait_time after every task, so its calls count the actions done."""
+
+    actions_per_user = 0
+    actions_done = 0
+
+    def think_seconds(self) -> float:
+        raise NotImplementedError
+
+    def wait_time(self) -> float:
+        if not self.actions_per_user:
+            return self.think_seconds()
+        self.actions_done += 1
+        return 0 if self.actions_done < self.actions_per_user else IDLE_SECONDS
 
 
 def parsed_body(response):
@@ -50,7 +71,7 @@ class Catalogue:
     def load(self, client) -> bool:
         if self.ids:
             return True
-        with client.get("/api/products", name=endpoints.PRODUCT_LIST, catch_response=True) as response:
+        with client.get("/api/products", name=endpoints.CATALOGUE, catch_response=True) as response:
             body = parsed_body(response) if response.status_code == 200 else None
             if not isinstance(body, list) or not body:
                 if response.status_code == 200:
@@ -76,8 +97,11 @@ class TokenPool:
     def __init__(self):
         self.tokens: list[str] = []
 
-    def load(self, path: str) -> None:
-        self.tokens = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()] if path else []
+    def load(self, path: str, *, share: int = 0, shares: int = 1) -> None:
+        """The tokens of `path`; a worker of a local distributed run takes every `shares`-th one from `share`,
+        so no two workers hand out the same session."""
+        tokens = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()] if path else []
+        self.tokens = tokens[share::shares]
         random.shuffle(self.tokens)
 
     def take(self) -> str | None:
@@ -96,11 +120,12 @@ def create_session(client) -> str | None:
         return token
 
 
-class Shopper(FastHttpUser):
+class Shopper(CountedActions, FastHttpUser):
     """Browses (60 %: 30 % the list, 70 % a product page), looks up stock (20 %) and buys (20 %), with one
     session of its own and 0.5-2.5 s between actions."""
 
-    wait_time = between(0.5, 2.5)
+    def think_seconds(self) -> float:
+        return random.uniform(*SHOPPER_THINK_SECONDS)
 
     def on_start(self):
         self.session_token = token_pool.take()
@@ -152,29 +177,31 @@ class Shopper(FastHttpUser):
             context={"checkout_role": "shopper"},
         ) as response:
             answer = response_json(response)
-            stock = None
+            available = None
             if response.status_code == 409 and answer.get("code") == "insufficient_stock":
-                stock = self.stock_of(product_id)
+                available = self.available_of(product_id)
             outcome = outcomes.checkout_outcome(
                 status=response.status_code,
                 code=answer.get("code"),
                 product_ids=answer.get("product_ids") or [],
                 product_id=product_id,
                 quantity=quantity,
-                stock=stock,
+                available=available,
                 reason=answer.get("reason"),
             )
             response.request_meta["context"]["checkout_outcome"] = outcome
-            judge_shopper_checkout(response, outcome, answer, stock)
+            judge_shopper_checkout(response, outcome, answer, available)
         if outcome == outcomes.CREATED and answer.get("order_id") and random.random() < REPLAY_SHARE:
             self.replay(body, key, answer["order_id"])
 
-    def stock_of(self, product_id: int) -> int | None:
+    def available_of(self, product_id: int) -> int | None:
+        """What the product has `available` (on hand less other carts' holds, docs/carts.md): what a checkout may
+        take. On-hand `quantity` would call a 409 wrong while carts hold the units."""
         with self.client.get(
             f"/api/inventory/{product_id}", name=endpoints.INVENTORY_VERIFY, catch_response=True
         ) as response:
-            quantity = response_json(response).get("quantity") if response.status_code == 200 else None
-            return quantity if isinstance(quantity, int) else None
+            available = response_json(response).get("available") if response.status_code == 200 else None
+            return available if isinstance(available, int) else None
 
     def replay(self, body: dict, key: str, order_id) -> None:
         with self.client.post(
@@ -198,7 +225,7 @@ class Shopper(FastHttpUser):
                     )
 
 
-def judge_shopper_checkout(response, outcome: str, answer: dict, stock: int | None) -> None:
+def judge_shopper_checkout(response, outcome: str, answer: dict, available: int | None) -> None:
     status = response.status_code
     if outcome == outcomes.CREATED:
         if answer.get("order_id") is None:
@@ -210,7 +237,7 @@ def judge_shopper_checkout(response, outcome: str, answer: dict, stock: int | No
         # is no success either: it lowers the checkout success share.
         response.success()
     elif outcome == outcomes.IN_STOCK_409:
-        fail(response, outcomes.STOCK_MISMATCH, f"409 insufficient_stock while the inventory shows {stock}")
+        fail(response, outcomes.STOCK_MISMATCH, f"409 insufficient_stock while {available} are available")
     elif outcome == outcomes.RATE_LIMITED:
         fail(response, outcomes.THROTTLED, "429 for a shopper: only bots sharing a session should be limited")
     elif outcome == outcomes.OVERLOADED:
@@ -235,11 +262,13 @@ class BotSession:
         return cls.token
 
 
-class Bot(FastHttpUser):
+class Bot(CountedActions, FastHttpUser):
     """Scrapes product pages and hammers checkout with no think time; its 429s are expected."""
 
-    wait_time = constant(0)
     fixed_count = 0
+
+    def think_seconds(self) -> float:
+        return 0
 
     def on_start(self):
         catalogue.load(self.client)
@@ -272,7 +301,7 @@ class Bot(FastHttpUser):
                 product_ids=answer.get("product_ids") or [],
                 product_id=body["product_id"],
                 quantity=1,
-                stock=None,
+                available=None,
             )
             response.request_meta["context"]["checkout_outcome"] = outcome
             if outcome in (outcomes.CREATED, outcomes.RATE_LIMITED, outcomes.UNVERIFIED_409):

@@ -4,7 +4,7 @@ from loadtests import outcomes
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "product_ids", "stock", "expected"),
+    ("status", "code", "product_ids", "available", "expected"),
     [
         (201, None, [], None, outcomes.CREATED),
         (409, "insufficient_stock", [7], 1, outcomes.SOLD_OUT),
@@ -20,16 +20,18 @@ from loadtests import outcomes
         (0, None, [], None, outcomes.NO_ANSWER),
     ],
 )
-def test_checkout_outcome_a_409_is_only_sold_out_when_the_stock_says_so(status, code, product_ids, stock, expected):
+def test_checkout_outcome_a_409_is_only_sold_out_when_too_few_are_available(
+    status, code, product_ids, available, expected
+):
     outcome = outcomes.checkout_outcome(
-        status=status, code=code, product_ids=product_ids, product_id=7, quantity=2, stock=stock
+        status=status, code=code, product_ids=product_ids, product_id=7, quantity=2, available=available
     )
 
     assert outcome == expected
 
 
 @pytest.mark.parametrize(
-    ("stock", "reason", "expected"),
+    ("available", "reason", "expected"),
     [
         (5, "sold_out", outcomes.GATE_UNDERSELL),
         (0, "sold_out", outcomes.SOLD_OUT),
@@ -37,14 +39,14 @@ def test_checkout_outcome_a_409_is_only_sold_out_when_the_stock_says_so(status, 
         (5, "sale_not_started", outcomes.IN_STOCK_409),
     ],
 )
-def test_checkout_outcome_a_gate_409_with_stock_left_is_its_undersell_not_a_mismatch(stock, reason, expected):
+def test_checkout_outcome_a_gate_409_with_units_available_is_its_undersell_not_a_mismatch(available, reason, expected):
     outcome = outcomes.checkout_outcome(
         status=409,
         code="insufficient_stock",
         product_ids=[7],
         product_id=7,
         quantity=2,
-        stock=stock,
+        available=available,
         reason=reason,
     )
 
