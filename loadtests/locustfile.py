@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib import error as urlerror
@@ -151,6 +152,8 @@ class LoadRun:
         self.load_before = (0.0, 0.0, 0.0)
         self.last_summary: dict | None = None
         self.finished = False
+        # Requests each worker reported (a distributed run's master), by locust's client id.
+        self.worker_requests: Counter = Counter()
         # A worker's own --tokens-file, read at start; without one it takes its share of the master's.
         self.own_tokens = False
 
@@ -189,6 +192,7 @@ class LoadRun:
         self.recorder.reset()
         self.last_summary = None
         self.finished = False
+        self.worker_requests = Counter()
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.results_dir = Path(options.results_dir) if options.results_dir else RESULTS_DIR / stamp
@@ -253,6 +257,7 @@ class LoadRun:
                 "peak_users": options.peak_users,
                 "bots": options.bots,
                 "actions_per_user": options.actions_per_user,
+                "worker_requests": dict(sorted(self.worker_requests.items())),
                 "setup_errors": self.setup_errors,
                 # The generator and (locally) the server share these CPUs: busy CPUs bend every percentile.
                 "cpu_count": os.cpu_count(),
@@ -351,9 +356,10 @@ def on_report_to_master(data, **_kwargs):
 
 
 @events.worker_report.add_listener
-def on_worker_report(data, **_kwargs):
+def on_worker_report(client_id, data, **_kwargs):
     if REPORT_KEY in data:
         run.recorder.merge(data[REPORT_KEY])
+        run.worker_requests[client_id] += sum(stats["requests"] for _, _, stats in data[REPORT_KEY]["endpoints"])
 
 
 @events.test_start.add_listener

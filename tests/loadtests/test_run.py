@@ -2,16 +2,9 @@
 Redis, runs locust as a subprocess (gevent's monkey-patching never enters the test process) and stops the server.
 """
 
-import csv
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from loadtests.run import (
     RELAXED_PER_IP_RATE,
@@ -22,82 +15,7 @@ from loadtests.run import (
     run,
     server_environment,
 )
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-# This suite's share of the project's port range; a concurrent run of the suite takes the next free one.
-SMOKE_PORTS = range(8502, 8520)
-# About 5.6 s of shape (0.9 s baseline, 1.8 s ramp, 2.7 s peak, 0.2 s cool-down): 12 shoppers and 1 bot, enough
-# for some 40 shopper actions, so a run without a single checkout (0.8^40) does not happen.
-SMOKE_ARGS = ("--time-scale", "0.003", "--peak-users", "12")
-# Speed is not what a smoke run on a shared CI machine can judge: these limits only catch a broken run.
-NO_LATENCY_LIMITS = (
-    "--max-p95-product-ms=60000",
-    "--max-p95-inventory-ms=60000",
-    "--max-p95-checkout-ms=60000",
-    "--max-p99-peak-ms=60000",
-)
-
-
-def database_url_of(database: dict) -> str:
-    password = f":{database['PASSWORD']}" if database["PASSWORD"] else ""
-    host, port = database["HOST"] or "127.0.0.1", database["PORT"] or 5432
-    return f"postgres://{database['USER']}{password}@{host}:{port}/{database['NAME']}"
-
-
-@pytest.fixture
-def server_env(needs_postgres, needs_redis, transactional_db):
-    """The environment for a server in another process: the test database (data committed, so that process sees
-    it; pytest-django empties it afterwards) and the test Redis."""
-    return dict(
-        os.environ,
-        DATABASE_URL=database_url_of(settings.DATABASES["default"]),
-        REDIS_URL=settings.REDIS_URL,
-        METRICS_TOKEN="smoke-metrics-token",
-        GUNICORN_WORKERS="2",
-        # The bot (no think time) meets it within a second even on a slow machine; a shopper thinks 0.5-2.5 s
-        # between actions, so in the ~6 s run it cannot reach 15 checkouts (with 5/m one sometimes did).
-        RATELIMIT_CHECKOUT_PER_SESSION="15/m",
-    )
-
-
-def free_smoke_port() -> int:
-    return next(port for port in SMOKE_PORTS if not port_answers(port))
-
-
-def run_loadtest(env: dict, results_dir: Path, port: int, *locust_args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.run",
-            "--host",
-            f"http://127.0.0.1:{port}",
-            *SMOKE_ARGS,
-            "--results-dir",
-            str(results_dir),
-            "--",
-            "--bots",
-            "1",
-            *locust_args,
-        ],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def locust_counts(results_dir: Path) -> dict[str, tuple[int, int]]:
-    with (results_dir / "locust_stats.csv").open() as file:
-        return {row["Name"]: (int(row["Request Count"]), int(row["Failure Count"])) for row in csv.DictReader(file)}
-
-
-def port_answers(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+from tests.loadtests.runs import NO_LATENCY_LIMITS, free_smoke_port, locust_counts, port_answers, run_loadtest
 
 
 def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an_impossible_threshold(
