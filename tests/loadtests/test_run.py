@@ -5,8 +5,15 @@ Redis, runs locust as a subprocess (gevent's monkey-patching never enters the te
 import json
 
 import pytest
+from django.db import connection
 
+from catalog.models import Inventory
+from loadtests import stock
 from loadtests.run import (
+    ANSWERED,
+    DEDICATED,
+    FLAGGED,
+    NEW,
     RELAXED_PER_IP_RATE,
     RunError,
     is_local,
@@ -14,8 +21,11 @@ from loadtests.run import (
     parse_args,
     run,
     server_environment,
+    stock_reset_consent,
+    worker_command,
 )
 from tests.loadtests.runs import NO_LATENCY_LIMITS, free_smoke_port, locust_counts, port_answers, run_loadtest
+from tests.loadtests.test_stock import make_products
 
 
 def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an_impossible_threshold(
@@ -119,3 +129,65 @@ def test_run_refused_before_anything_is_started_or_written(monkeypatch, tmp_path
 
     assert not (tmp_path / "results").exists()
     assert not port_answers(port)
+
+
+def test_run_refuses_to_reset_the_stock_of_a_database_not_marked_dedicated(server_env, monkeypatch, tmp_path):
+    # given: somebody's catalogue (committed, so the runner's processes see it) in a database without the marker
+    stock.database_mark_dedicated(dedicated=False)
+    make_products(3)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, server_env[name])
+    port = free_smoke_port()
+    args, extra = parse_args(["--host", f"http://127.0.0.1:{port}", "--results-dir", str(tmp_path / "results")])
+    questions = []
+
+    # when: nobody to ask (no terminal, no RESET_STOCK=1), then an operator who answers no
+    with pytest.raises(RunError) as unasked:
+        run(args, extra, ask=None)
+    with pytest.raises(RunError) as answered_no:
+        run(args, extra, ask=lambda question: questions.append(question) or "n")
+
+    # then: both name the database, and nothing was started or written
+    database = f"{connection.settings_dict['NAME']}@"
+    assert "RESET_STOCK=1" in str(unasked.value) and database in str(unasked.value)
+    assert database in questions[0] and "3 products" in questions[0]
+    assert database in str(answered_no.value)
+    assert set(Inventory.objects.values_list("quantity", flat=True)) == {3}
+    assert not stock.database_is_dedicated()
+    assert not (tmp_path / "results").exists()
+    assert not port_answers(port)
+
+
+@pytest.mark.parametrize(
+    ("status", "flag", "answer", "expected"),
+    [
+        ({"dedicated": True, "products": 5000}, False, None, DEDICATED),
+        ({"dedicated": False, "products": 0}, False, None, NEW),
+        ({"dedicated": False, "products": 5000}, True, None, FLAGGED),
+        ({"dedicated": False, "products": 5000}, False, "y", ANSWERED),
+        ({"dedicated": False, "products": 5000}, False, "yes", ANSWERED),
+        ({"dedicated": False, "products": 5000}, False, "", RunError),
+        ({"dedicated": False, "products": 5000}, False, None, RunError),
+    ],
+)
+def test_stock_reset_consent(status, flag, answer, expected):
+    status = {"database": "shop@127.0.0.1:5432", **status}
+    ask = None if answer is None else (lambda _question: answer)
+
+    if expected is RunError:
+        with pytest.raises(RunError, match=r"shop@127\.0\.0\.1:5432"):
+            stock_reset_consent(status, flag=flag, ask=ask)
+    else:
+        assert stock_reset_consent(status, flag=flag, ask=ask) == expected
+
+
+def test_locust_command_confirms_the_reset_only_when_the_operator_did(tmp_path):
+    args, extra = parse_args(["--workers", "2", "--master-port", "18299"])
+
+    confirmed = locust_command(args, extra, tmp_path, reset_stock=True, confirmed=True)
+    dedicated = locust_command(args, extra, tmp_path, reset_stock=True)
+
+    assert "--reset-stock-confirmed" in confirmed and "--reset-stock-confirmed" not in dedicated
+    assert confirmed[confirmed.index("--master-bind-port") + 1] == "18299"
+    assert confirmed[confirmed.index("--expect-workers") + 1] == "2"
+    assert worker_command(args)[-4:] == ["--master-host", "127.0.0.1", "--master-port", "18299"]

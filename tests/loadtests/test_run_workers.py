@@ -79,8 +79,8 @@ def test_two_workers_are_all_counted_the_same_as_one_process_on_a_fixed_workload
 def test_a_run_stopped_before_its_shape_finished_is_incomplete_and_exits_non_zero(server_env, tmp_path):
     port = free_smoke_port()
     results_dir = tmp_path / "stopped"
-    # The smoke run's 12 shoppers and a bot on a shape ten times longer (56 s): stopped within its ramp.
-    run_args = [arg if arg != "0.003" else "0.03" for arg in SMOKE_ARGS]
+    # The smoke run's 12 shoppers and a bot on a longer shape (37 s: baseline 6 s, ramp until 18 s): stopped early.
+    run_args = [arg if arg != "0.003" else "0.02" for arg in SMOKE_ARGS]
     command = [
         sys.executable,
         "-m",
@@ -107,9 +107,9 @@ def test_a_run_stopped_before_its_shape_finished_is_incomplete_and_exits_non_zer
         # locust writes its CSV from its first second of load on
         wait_while(lambda: not (results_dir / "locust_stats.csv").exists(), runner, seconds=60)
         load_started = time.monotonic()
-        wait_while(lambda: time.monotonic() < load_started + 12, runner, seconds=15)
+        wait_while(lambda: time.monotonic() < load_started + 8, runner, seconds=10)
 
-        # when: Ctrl-C some 12 s into the run (baseline 9 s, ramp until 27 s)
+        # when: Ctrl-C some 8 s into the run
         os.killpg(runner.pid, signal.SIGINT)
         output = runner.communicate(timeout=60)[0]
     finally:
