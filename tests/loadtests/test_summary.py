@@ -221,3 +221,48 @@ def test_write_phase_csv_has_a_row_per_phase_and_endpoint(tmp_path, plan, timeli
     assert set(peak) == {endpoints.PRODUCT_PAGE, endpoints.CHECKOUT, endpoints.BOT_CHECKOUT, "Aggregated"}
     assert (peak["Aggregated"]["Requests"], peak[endpoints.PRODUCT_PAGE]["p95"]) == ("120", "95")
     assert len(rows) == 5 * 4
+
+
+def test_build_summary_of_a_run_stopped_before_the_shape_finished_is_incomplete_and_never_passes(plan):
+    # given: every threshold met, but the run stopped during its ramp
+    timeline = PhaseTimeline([phase.name for phase in plan])
+    timeline.enter("baseline", at=0.0)
+    timeline.enter("ramp", at=3.0)
+    timeline.finish(at=5.0)
+    recorder = PhaseRecorder()
+    for phase in ("baseline", "ramp"):
+        recorder.record(phase=phase, name=endpoints.PRODUCT_PAGE, response_ms=5)
+
+    summary = build_summary(
+        recorder=recorder,
+        timeline=timeline,
+        plan=plan,
+        limits=Limits(),
+        cache_before=None,
+        cache_after=None,
+        run={"host": "http://127.0.0.1:8501"},
+        finished=False,
+    )
+
+    assert (summary["verdict"], summary["passed"]) == ("INCOMPLETE", False)
+    assert failed(summary) == set()
+    assert summary["completion"] == {
+        "finished": False,
+        "phases_reached": ["baseline", "ramp"],
+        "phases_not_reached": ["peak", "cool-down"],
+        "ran_s": 5.0,
+        "planned_s": 18.6,
+    }
+    verdict = format_table(summary).splitlines()[-1]
+    assert verdict.startswith("INCOMPLETE: stopped after 5.0 s of the planned 18.6 s; phases reached: baseline, ramp")
+    assert "measured 2 requests, 0 failures" in verdict
+    assert "PASSED" not in format_table(summary)
+
+
+def test_build_summary_of_a_finished_run_is_passed_or_failed(plan, timeline):
+    passing = summarise(healthy_recorder(), timeline, plan)
+    failing = summarise(healthy_recorder(), timeline, plan, limits=Limits(p95_product_ms=1))
+
+    assert (passing["verdict"], passing["completion"]["finished"]) == ("PASSED", True)
+    assert failing["verdict"] == "FAILED"
+    assert format_table(failing).splitlines()[-1].startswith("FAILED: ")
