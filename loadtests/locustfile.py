@@ -11,6 +11,7 @@ any threshold fails.
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from locust import stats as locust_stats
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from loadtests import outcomes, webui
-from loadtests.phases import Phase, PhaseTimeline, black_friday_phases, describe
+from loadtests.phases import DOORBUSTER, Phase, PhaseTimeline, black_friday_phases, describe
 from loadtests.recorder import PhaseRecorder, percentile
 from loadtests.shape import BlackFridayShape
 from loadtests.summary import (
@@ -39,7 +40,15 @@ from loadtests.summary import (
     write_summary,
 )
 from loadtests.thresholds import Limits
-from loadtests.users import Bot, Shopper, token_pool
+from loadtests.users import (
+    Bot,
+    DoorbusterBot,
+    DoorbusterShopper,
+    Shopper,
+    catalogue,
+    doorbuster,
+    token_pool,
+)
 
 log = logging.getLogger("loadtests")
 
@@ -91,6 +100,21 @@ def add_options(parser):
         default=1,
         help="With --reset-stock: the least popular products left with no stock, for real 409s to check.",
     )
+    parser.add_argument(
+        "--doorbuster-units",
+        type=int,
+        default=0,
+        help="With --reset-stock: put one product on flash sale with this many units for the doorbuster phase.",
+    )
+    parser.add_argument("--doorbuster-limit", type=int, default=2, help="The doorbuster's units per session.")
+    parser.add_argument(
+        "--doorbuster-product",
+        type=int,
+        default=0,
+        help="The product on flash sale (set by --doorbuster-units; give it for a stack set up by hand). 0: none.",
+    )
+    parser.add_argument("--doorbuster-crowd", type=int, default=100, help="Shoppers racing for the doorbuster.")
+    parser.add_argument("--doorbuster-bots", type=int, default=5, help="Bots buying past the doorbuster's limit.")
     parser.add_argument("--results-dir", default="", help="Where summary.json goes (default results/<timestamp>).")
     limits = Limits()
     parser.add_argument("--max-error-rate", type=float, default=limits.max_error_rate, help="5xx+timeout share.")
@@ -98,6 +122,13 @@ def add_options(parser):
     parser.add_argument("--max-p95-inventory-ms", type=float, default=limits.p95_inventory_ms)
     parser.add_argument("--max-p95-checkout-ms", type=float, default=limits.p95_checkout_ms)
     parser.add_argument("--max-p99-peak-ms", type=float, default=limits.p99_peak_ms)
+    parser.add_argument("--max-p95-doorbuster-ms", type=float, default=limits.p95_doorbuster_ms)
+    parser.add_argument(
+        "--max-shed-rate",
+        type=float,
+        default=limits.max_shed_rate,
+        help="Share of requests the front may shed (503 overloaded), counted apart from errors.",
+    )
     parser.add_argument(
         "--min-checkout-success",
         type=float,
@@ -116,6 +147,8 @@ def limits_from(options) -> Limits:
         p95_inventory_ms=options.max_p95_inventory_ms,
         p95_checkout_ms=options.max_p95_checkout_ms,
         p99_peak_ms=options.max_p99_peak_ms,
+        p95_doorbuster_ms=options.max_p95_doorbuster_ms,
+        max_shed_rate=options.max_shed_rate,
         min_checkout_success=options.min_checkout_success,
         min_created_share=options.min_created_share,
     )
@@ -187,7 +220,9 @@ class LoadRun:
         them), an empty timeline and recorder, the app's cache counters before the first request."""
         options = self.options
         configure_users(options)
-        self.plan = black_friday_phases(time_scale=options.time_scale, peak_users=options.peak_users)
+        self.plan = black_friday_phases(
+            time_scale=options.time_scale, peak_users=options.peak_users, doorbuster=bool(options.doorbuster_product)
+        )
         self.timeline = PhaseTimeline([phase.name for phase in self.plan])
         self.recorder.reset()
         self.last_summary = None
@@ -221,6 +256,10 @@ class LoadRun:
                 str(quantity),
                 "--sold-out",
                 str(self.options.sold_out_products),
+                "--doorbuster-units",
+                str(self.options.doorbuster_units),
+                "--doorbuster-limit",
+                str(self.options.doorbuster_limit),
                 *(["--yes"] if self.options.reset_stock_confirmed else []),
             ],
             cwd=PROJECT_DIR,
@@ -233,6 +272,11 @@ class LoadRun:
             log.error(self.setup_errors[-1])
         else:
             log.info(result.stdout.strip())
+            found = re.search(r"^doorbuster: product (\d+)", result.stdout, re.MULTILINE)
+            if found:
+                # Workers get it with the master's other options at each spawn.
+                self.options.doorbuster_product = int(found.group(1))
+                configure_users(self.options)
 
     def summarise(self) -> None:
         """Build and write summary.json and phases.csv (once per run), and log the verdict."""
@@ -258,6 +302,7 @@ class LoadRun:
                 "bots": options.bots,
                 "actions_per_user": options.actions_per_user,
                 "worker_requests": dict(sorted(self.worker_requests.items())),
+                "doorbuster": doorbuster_config(options),
                 "setup_errors": self.setup_errors,
                 # The generator and (locally) the server share these CPUs: busy CPUs bend every percentile.
                 "cpu_count": os.cpu_count(),
@@ -321,12 +366,32 @@ run = LoadRun()
 
 
 def configure_users(options) -> None:
-    for user_class in (Shopper, Bot):
+    for user_class in (Shopper, Bot, DoorbusterShopper, DoorbusterBot):
         user_class.network_timeout = user_class.connection_timeout = options.request_timeout
+    for user_class in (Shopper, Bot):
         user_class.actions_per_user = options.actions_per_user
+    on_sale = options.doorbuster_product
+    doorbuster.product_id = catalogue.exclude = on_sale
+    doorbuster.limit = options.doorbuster_limit
     Bot.fixed_count = options.bots
-    BlackFridayShape.user_classes = [Shopper, Bot] if options.bots else [Shopper]
-    BlackFridayShape.bots = options.bots
+    DoorbusterShopper.fixed_count = options.doorbuster_crowd if on_sale else 0
+    DoorbusterBot.fixed_count = options.doorbuster_bots if on_sale else 0
+    fixed = [Bot, DoorbusterShopper, DoorbusterBot]
+    BlackFridayShape.user_classes = [Shopper, *[user_class for user_class in fixed if user_class.fixed_count]]
+    BlackFridayShape.fixed_users = sum(user_class.fixed_count for user_class in fixed)
+
+
+def doorbuster_config(options) -> dict | None:
+    if not options.doorbuster_product:
+        return None
+    return {
+        "product_id": options.doorbuster_product,
+        # Known when this run put it on sale (or the operator said): the units no sale may go past.
+        "units": options.doorbuster_units or None,
+        "limit": options.doorbuster_limit,
+        "crowd": options.doorbuster_crowd,
+        "bots": options.doorbuster_bots,
+    }
 
 
 @events.init.add_listener
@@ -335,6 +400,7 @@ def on_init(environment, **_kwargs):
     options = environment.parsed_options
     configure_users(options)
     BlackFridayShape.listener = run
+    doorbuster.running = lambda: run.timeline.current == DOORBUSTER and run.timeline.ended_at is None
     token_pool.load(options.tokens_file)
     run.own_tokens = bool(options.tokens_file)
     if isinstance(environment.runner, WorkerRunner):

@@ -19,9 +19,10 @@ class BlackFridayShape(LoadTestShape):
     """Baseline ramp to 10 shoppers, ramp to the peak, hold the peak, cool down; scaled by --time-scale and
     --peak-users, plus --bots. Each tick tells `listener` which phase runs (the locustfile's per-phase recording)."""
 
-    # Set by the locustfile from its options: who runs, how many bots (each class has fixed_count), the listener.
+    # Set by the locustfile from its options: who runs, how many users of fixed count (bots, the doorbuster's crowd
+    # and bots: each class has fixed_count), the listener.
     user_classes: list = []
-    bots: int = 0
+    fixed_users: int = 0
     listener: PhaseListener | None = None
 
     def reset_time(self):
@@ -33,7 +34,9 @@ class BlackFridayShape(LoadTestShape):
 
     def plan(self) -> list[Phase]:
         options = self.runner.environment.parsed_options
-        return black_friday_phases(time_scale=options.time_scale, peak_users=options.peak_users)
+        return black_friday_phases(
+            time_scale=options.time_scale, peak_users=options.peak_users, doorbuster=bool(options.doorbuster_product)
+        )
 
     def tick(self):
         phase = phase_at(self.plan(), self.get_run_time())
@@ -44,6 +47,7 @@ class BlackFridayShape(LoadTestShape):
             return None
         if self.listener is not None:
             self.listener.enter_phase(phase)
-        # The phases count shoppers; bots come on top for the whole run (locust starts fixed_count users first,
-        # and a class added mid-run would only get users as others stop).
-        return phase.users_at(self.get_run_time()) + self.bots, phase.spawn_rate(), self.user_classes
+        # The phases count shoppers; bots and the doorbuster's crowd come on top for the whole run (locust starts
+        # fixed_count users first, and a class added mid-run would only get users as others stop): the crowd idles
+        # until its phase.
+        return phase.users_at(self.get_run_time()) + self.fixed_users, phase.spawn_rate(), self.user_classes

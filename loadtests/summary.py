@@ -41,6 +41,35 @@ def _by_status(counts: Counter) -> dict:
     return dict(sorted(by_status.items()))
 
 
+def doorbuster_block(recorder: PhaseRecorder, phase: str | None) -> dict:
+    """The doorbuster's crowd and bots (one unit an attempt): units sold, sales past the limit, the gate's
+    momentary undersell (reported, not failed)."""
+    crowd = recorder.checkout_outcomes(role="doorbuster", phase=phase)
+    bots = recorder.checkout_outcomes(role="doorbuster_bot", phase=phase)
+    attempts = sum(crowd.values())
+    sold = crowd[outcomes.CREATED] + bots[outcomes.CREATED] + crowd[outcomes.OVER_LIMIT] + bots[outcomes.OVER_LIMIT]
+    return {
+        "units_sold": sold,
+        "over_limit": crowd[outcomes.OVER_LIMIT] + bots[outcomes.OVER_LIMIT],
+        "gate_undersell": crowd[outcomes.GATE_UNDERSELL],
+        "crowd": {
+            "attempts": attempts,
+            "created": crowd[outcomes.CREATED],
+            "sold_out": crowd[outcomes.SOLD_OUT],
+            "success_share": _rate(sum(crowd[outcome] for outcome in outcomes.SUCCESSFUL_OUTCOMES), attempts),
+            "by_status": _by_status(crowd),
+            "outcomes": dict(sorted(crowd.items())),
+        },
+        "bots": {
+            "attempts": sum(bots.values()),
+            "created": bots[outcomes.CREATED],
+            "limit_refused": bots[outcomes.LIMIT_REFUSED],
+            "by_status": _by_status(bots),
+            "outcomes": dict(sorted(bots.items())),
+        },
+    }
+
+
 def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
     shopper = recorder.checkout_outcomes(role="shopper", phase=phase)
     bot = recorder.checkout_outcomes(role="bot", phase=phase)
@@ -51,6 +80,7 @@ def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
             "attempts": attempts,
             "created": shopper[outcomes.CREATED],
             "sold_out": shopper[outcomes.SOLD_OUT],
+            "gate_undersell": shopper[outcomes.GATE_UNDERSELL],
             "created_share": _rate(shopper[outcomes.CREATED], attempts),
             "success_share": _rate(successful, attempts),
             "by_status": _by_status(shopper),
@@ -62,6 +92,7 @@ def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
             "by_status": _by_status(bot),
             "outcomes": dict(sorted(bot.items())),
         },
+        "doorbuster": doorbuster_block(recorder, phase),
     }
 
 
@@ -81,6 +112,7 @@ def phase_block(
         },
         "errors": dict(sorted(totals.errors.items())),
         "fatal_error_rate": _rate(fatal, totals.requests),
+        "shed_rate": _rate(totals.errors[outcomes.SHED], totals.requests),
         "checkout": checkout_block(recorder, phase),
     }
 
@@ -228,6 +260,13 @@ def format_table(summary: dict) -> str:
         if bot["attempts"]:
             line += f"; bot {bot['attempts']} attempts {bot['by_status']}"
         lines.append(line)
+        door = block["checkout"]["doorbuster"]
+        if door["crowd"]["attempts"] or door["bots"]["attempts"]:
+            lines.append(
+                f"doorbuster {block['name']}: {door['units_sold']} units sold, {door['over_limit']} past the limit, "
+                f"{door['gate_undersell']} gate undersells; crowd {door['crowd']['attempts']} attempts "
+                f"{door['crowd']['by_status']}; bots {door['bots']['attempts']} attempts {door['bots']['by_status']}"
+            )
     for name, timing in summary.get("app_time", {}).items():
         lines.append(
             f"app time {name} (server log): {timing['requests']} requests, p50 {_cell(timing['p50_ms'])}, "
