@@ -25,10 +25,19 @@ class BlackFridayShape(LoadTestShape):
     fixed_users: int = 0
     listener: PhaseListener | None = None
 
+    # Ticks since the run started; None before any run.
+    ticks: int | None = None
+
     def reset_time(self):
         # locust calls this as each run starts, before the first tick: the place to start afresh. (test_start
-        # comes after the first tick, and again whenever a tick restarts a spawn that had not finished.)
+        # comes after the first tick, and again whenever a tick restarts a spawn that had not finished.) A master
+        # calls it a second time right after the first tick, as it sends its workers their first users: that is
+        # the same run, whose first phase has started (a new run there would restart the phase clock after the
+        # workers' first requests and read the app's counters again).
         super().reset_time()
+        if self.ticks == 1:
+            return
+        self.ticks = 0
         if self.listener is not None:
             self.listener.new_run()
 
@@ -39,6 +48,7 @@ class BlackFridayShape(LoadTestShape):
         )
 
     def tick(self):
+        self.ticks = (self.ticks or 0) + 1
         phase = phase_at(self.plan(), self.get_run_time())
         if phase is None:
             # The only way a run completes: a run stopped before this (Ctrl-C, Stop, --run-time) is INCOMPLETE.

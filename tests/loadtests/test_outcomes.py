@@ -78,3 +78,43 @@ def test_is_timeout_recognises_gevent_style_timeouts_by_name():
 
     assert outcomes.is_timeout(Timeout()) is True
     assert outcomes.is_timeout(OSError("connection reset")) is False
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "reason", "available", "bought_before", "expected"),
+    [
+        (201, None, None, None, 0, outcomes.CREATED),
+        (201, None, None, None, 1, outcomes.CREATED),
+        (201, None, None, None, 2, outcomes.OVER_LIMIT),
+        (409, "limit_exceeded", None, None, 2, outcomes.LIMIT_REFUSED),
+        (409, "limit_exceeded", None, None, 1, outcomes.IN_STOCK_409),
+        (409, "insufficient_stock", "sold_out", 0, 0, outcomes.SOLD_OUT),
+        (409, "insufficient_stock", "sold_out", 3, 0, outcomes.GATE_UNDERSELL),
+        (409, "insufficient_stock", None, 3, 0, outcomes.IN_STOCK_409),
+        (409, "insufficient_stock", "sold_out", None, 0, outcomes.UNVERIFIED_409),
+        (409, "insufficient_stock", "sale_not_started", None, 0, outcomes.NOT_STARTED),
+        (429, "rate_limited", None, None, 0, outcomes.RATE_LIMITED),
+        (503, "overloaded", None, None, 0, outcomes.OVERLOADED),
+    ],
+)
+def test_doorbuster_outcome_judges_the_limit_and_the_gate(status, code, reason, available, bought_before, expected):
+    outcome = outcomes.doorbuster_outcome(
+        status=status,
+        code=code,
+        reason=reason,
+        product_ids=[7] if status == 409 else [],
+        product_id=7,
+        available=available,
+        bought_before=bought_before,
+        limit=2,
+    )
+
+    assert outcome == expected
+
+
+def test_doorbuster_outcome_without_a_limit_never_calls_a_sale_over_it():
+    outcome = outcomes.doorbuster_outcome(
+        status=201, code=None, reason=None, product_ids=[], product_id=7, available=None, bought_before=9, limit=None
+    )
+
+    assert outcome == outcomes.CREATED

@@ -6,8 +6,10 @@ import json
 
 import pytest
 from django.db import connection
+from django.db.models import Sum
 
 from catalog.models import Inventory
+from checkout.models import OrderLine
 from loadtests import stock
 from loadtests.run import (
     ANSWERED,
@@ -27,14 +29,24 @@ from loadtests.run import (
 from tests.loadtests.runs import NO_LATENCY_LIMITS, free_smoke_port, locust_counts, port_answers, run_loadtest
 from tests.loadtests.test_stock import make_products
 
+DOORBUSTER_ARGS = ("--doorbuster-units=8", "--doorbuster-limit=2", "--doorbuster-crowd=20", "--doorbuster-bots=2")
+
 
 def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an_impossible_threshold(
     server_env, tmp_path
 ):
     port = free_smoke_port()
 
-    # when: a short run with reachable thresholds
-    passing = run_loadtest(server_env, tmp_path / "pass", port, *NO_LATENCY_LIMITS)
+    # when: a short run with reachable thresholds, long enough for a doorbuster (1.2 s) of 8 units, 2 per session,
+    # raced for by 20 shoppers and 2 bots
+    passing = run_loadtest(
+        server_env,
+        tmp_path / "pass",
+        port,
+        *NO_LATENCY_LIMITS,
+        *DOORBUSTER_ARGS,
+        run_args=("--time-scale", "0.01", "--peak-users", "12"),
+    )
 
     # then: it passes, and summary.json counts what locust counted
     assert passing.returncode == 0, passing.stdout[-3000:] + passing.stderr[-3000:]
@@ -55,9 +67,24 @@ def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an
     assert summary["passed"] is True
     assert (tmp_path / "pass" / "report.html").exists()
     assert "gunicorn stopped" in passing.stdout and "PASSED" in passing.stdout
+    # The doorbuster sold no unit past its stock nor past a session's limit, and the database agrees with the clients.
+    door = whole_run["checkout"]["doorbuster"]
+    sale = summary["run"]["doorbuster"]
+    assert door["crowd"]["attempts"] > 0 and door["bots"]["attempts"] > 0
+    assert door["over_limit"] == 0 and door["units_sold"] <= 8
+    assert Inventory.objects.get(product_id=sale["product_id"]).quantity == 8 - door["units_sold"]
+    units_per_session = (
+        OrderLine.objects.filter(product_id=sale["product_id"])
+        .values("order__session_id")
+        .annotate(units=Sum("quantity"))
+    )
+    assert sum(row["units"] for row in units_per_session) == door["units_sold"]
+    assert max((row["units"] for row in units_per_session), default=0) <= 2
 
-    # when: the same run with a p95 no server can meet
-    failing = run_loadtest(server_env, tmp_path / "fail", port, *NO_LATENCY_LIMITS, "--max-p95-product-ms=0")
+    # when: the smoke run with a p95 no server can meet, without the doorbuster
+    failing = run_loadtest(
+        server_env, tmp_path / "fail", port, *NO_LATENCY_LIMITS, "--max-p95-product-ms=0", "--doorbuster-units=0"
+    )
 
     # then: locust exits non-zero, the summary names the threshold, and the server was stopped all the same
     assert failing.returncode == 1, failing.stdout[-3000:] + failing.stderr[-3000:]
