@@ -60,4 +60,7 @@ class BlackFridayShape(LoadTestShape):
         # The phases count shoppers; bots and the doorbuster's crowd come on top for the whole run (locust starts
         # fixed_count users first, and a class added mid-run would only get users as others stop): the crowd idles
         # until its phase.
-        return phase.users_at(self.get_run_time()) + self.fixed_users, phase.spawn_rate(), self.user_classes
+        # locust spawns them first, so the rate carries them too: the first shoppers start in the first second, not
+        # after a hundred idle users spawned at the baseline's one a second.
+        users = phase.users_at(self.get_run_time()) + self.fixed_users
+        return users, phase.spawn_rate() + self.fixed_users, self.user_classes
