@@ -99,13 +99,19 @@ chaos: $(VENV)/.base nginx
 TIME_SCALE ?= 1.0
 PEAK_USERS ?= 500
 HOST ?= http://127.0.0.1:8501
-LOADTEST := $(PY) -m loadtests.run --host $(HOST) --time-scale $(TIME_SCALE) --peak-users $(PEAK_USERS)
+# WORKERS=N: a locust master and N worker processes (master on MASTER_PORT); RESET_STOCK=1: reset the stock of a
+# database not marked as a dedicated load-test one without asking (docs/loadtests.md).
+WORKERS ?= 0
+MASTER_PORT ?= 5557
+WEB_PORT ?= 8089
+LOADTEST := $(PY) -m loadtests.run --host $(HOST) --time-scale $(TIME_SCALE) --peak-users $(PEAK_USERS) \
+	--workers $(WORKERS) --master-port $(MASTER_PORT) --web-port $(WEB_PORT) $(if $(filter 1,$(RESET_STOCK)),--reset-stock)
 
-## loadtest: the Black-Friday shape, headless; prints the summary, exits non-zero when a threshold fails
+## loadtest: the Black-Friday shape, headless; prints the summary, exits 1 when a threshold fails, 3 when stopped early
 loadtest: $(VENV)/.dev
 	$(LOADTEST) -- $(LOCUST_ARGS)
 
-## loadtest-ui: the same with locust's web UI on http://127.0.0.1:8089 (Ctrl-C stops it and the server)
+## loadtest-ui: the same with locust's web UI on http://127.0.0.1:$(WEB_PORT) (Ctrl-C stops it and the server)
 loadtest-ui: $(VENV)/.dev
 	$(LOADTEST) --web-ui -- $(LOCUST_ARGS)
 

@@ -11,9 +11,11 @@ any threshold fails.
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib import error as urlerror
@@ -21,22 +23,43 @@ from urllib import request as urlrequest
 
 import gevent
 from locust import events
+from locust import runners as locust_runners
 from locust import stats as locust_stats
 from locust.runners import WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from loadtests import outcomes, webui
-from loadtests.phases import Phase, PhaseTimeline, black_friday_phases, describe
+from loadtests.phases import DOORBUSTER, Phase, PhaseTimeline, black_friday_phases, describe
 from loadtests.recorder import PhaseRecorder, percentile
 from loadtests.shape import BlackFridayShape
-from loadtests.summary import build_summary, format_verdict, write_phase_csv, write_summary
+from loadtests.summary import (
+    INCOMPLETE,
+    INCOMPLETE_EXIT,
+    PASSED,
+    build_summary,
+    format_verdict,
+    write_phase_csv,
+    write_summary,
+)
 from loadtests.thresholds import Limits
-from loadtests.users import Bot, Shopper, token_pool
+from loadtests.users import (
+    Bot,
+    DoorbusterBot,
+    DoorbusterShopper,
+    Shopper,
+    catalogue,
+    doorbuster,
+    token_pool,
+)
 
 log = logging.getLogger("loadtests")
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 RESULTS_DIR = PROJECT_DIR / "loadtests" / "results"
 PHASE_MESSAGE = "shop_phase"
+# Heartbeats a master may miss (one a second) before it calls a worker missing and, with none left, stops the run.
+# locust's 3 stopped two-worker runs 4 s in on this 2-core machine, where local workers share the CPUs with gunicorn
+# and PostgreSQL; a dead worker is still noticed, 10 s later.
+locust_runners.HEARTBEAT_LIVENESS = 10
 REPORT_KEY = "shop_phases"
 
 
@@ -66,11 +89,37 @@ def add_options(parser):
         "--reset-stock", type=int, default=0, help="Set every product's stock to this at each start (0: leave it)."
     )
     parser.add_argument(
+        "--reset-stock-confirmed",
+        action="store_true",
+        help="The operator agreed to reset a database that is not a dedicated load-test one (loadtests/stock.py).",
+    )
+    parser.add_argument(
+        "--actions-per-user",
+        type=int,
+        default=0,
+        help="A fixed workload: each user does this many actions without think time, then idles (0: the night).",
+    )
+    parser.add_argument(
         "--sold-out-products",
         type=int,
         default=1,
         help="With --reset-stock: the least popular products left with no stock, for real 409s to check.",
     )
+    parser.add_argument(
+        "--doorbuster-units",
+        type=int,
+        default=0,
+        help="With --reset-stock: put one product on flash sale with this many units for the doorbuster phase.",
+    )
+    parser.add_argument("--doorbuster-limit", type=int, default=2, help="The doorbuster's units per session.")
+    parser.add_argument(
+        "--doorbuster-product",
+        type=int,
+        default=0,
+        help="The product on flash sale (set by --doorbuster-units; give it for a stack set up by hand). 0: none.",
+    )
+    parser.add_argument("--doorbuster-crowd", type=int, default=100, help="Shoppers racing for the doorbuster.")
+    parser.add_argument("--doorbuster-bots", type=int, default=5, help="Bots buying past the doorbuster's limit.")
     parser.add_argument("--results-dir", default="", help="Where summary.json goes (default results/<timestamp>).")
     limits = Limits()
     parser.add_argument("--max-error-rate", type=float, default=limits.max_error_rate, help="5xx+timeout share.")
@@ -78,6 +127,13 @@ def add_options(parser):
     parser.add_argument("--max-p95-inventory-ms", type=float, default=limits.p95_inventory_ms)
     parser.add_argument("--max-p95-checkout-ms", type=float, default=limits.p95_checkout_ms)
     parser.add_argument("--max-p99-peak-ms", type=float, default=limits.p99_peak_ms)
+    parser.add_argument("--max-p95-doorbuster-ms", type=float, default=limits.p95_doorbuster_ms)
+    parser.add_argument(
+        "--max-shed-rate",
+        type=float,
+        default=limits.max_shed_rate,
+        help="Share of requests the front may shed (503 overloaded), counted apart from errors.",
+    )
     parser.add_argument(
         "--min-checkout-success",
         type=float,
@@ -96,6 +152,8 @@ def limits_from(options) -> Limits:
         p95_inventory_ms=options.max_p95_inventory_ms,
         p95_checkout_ms=options.max_p95_checkout_ms,
         p99_peak_ms=options.max_p99_peak_ms,
+        p95_doorbuster_ms=options.max_p95_doorbuster_ms,
+        max_shed_rate=options.max_shed_rate,
         min_checkout_success=options.min_checkout_success,
         min_created_share=options.min_created_share,
     )
@@ -131,6 +189,11 @@ class LoadRun:
         self.setup_errors: list[str] = []
         self.load_before = (0.0, 0.0, 0.0)
         self.last_summary: dict | None = None
+        self.finished = False
+        # Requests each worker reported (a distributed run's master), by locust's client id.
+        self.worker_requests: Counter = Counter()
+        # A worker's own --tokens-file, read at start; without one it takes its share of the master's.
+        self.own_tokens = False
 
     @property
     def options(self):
@@ -153,7 +216,7 @@ class LoadRun:
         self.recorder.record(phase=phase, name=name, response_ms=response_time, error_kind=kind)
         if context.get("checkout_role"):
             outcome = context.get("checkout_outcome") or outcomes.checkout_outcome(
-                status=status, code=None, product_ids=[], product_id=0, quantity=1, stock=None
+                status=status, code=None, product_ids=[], product_id=0, quantity=1, available=None
             )
             self.recorder.record_checkout(phase=phase, role=context["checkout_role"], outcome=outcome)
 
@@ -162,10 +225,14 @@ class LoadRun:
         them), an empty timeline and recorder, the app's cache counters before the first request."""
         options = self.options
         configure_users(options)
-        self.plan = black_friday_phases(time_scale=options.time_scale, peak_users=options.peak_users)
+        self.plan = black_friday_phases(
+            time_scale=options.time_scale, peak_users=options.peak_users, doorbuster=bool(options.doorbuster_product)
+        )
         self.timeline = PhaseTimeline([phase.name for phase in self.plan])
         self.recorder.reset()
         self.last_summary = None
+        self.finished = False
+        self.worker_requests = Counter()
         self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.results_dir = Path(options.results_dir) if options.results_dir else RESULTS_DIR / stamp
@@ -174,6 +241,9 @@ class LoadRun:
         if not options.profile:
             # locust's HTML report shows its profile in the header: there it names the phases' windows.
             self.environment.profile = describe(self.plan)
+
+    def shape_finished(self) -> None:
+        self.finished = True
 
     def reset_stock(self) -> None:
         """Deep stock for the next run. Not in test_start: a shape tick that changes the user count restarts
@@ -191,6 +261,11 @@ class LoadRun:
                 str(quantity),
                 "--sold-out",
                 str(self.options.sold_out_products),
+                "--doorbuster-units",
+                str(self.options.doorbuster_units),
+                "--doorbuster-limit",
+                str(self.options.doorbuster_limit),
+                *(["--yes"] if self.options.reset_stock_confirmed else []),
             ],
             cwd=PROJECT_DIR,
             capture_output=True,
@@ -202,6 +277,11 @@ class LoadRun:
             log.error(self.setup_errors[-1])
         else:
             log.info(result.stdout.strip())
+            found = re.search(r"^doorbuster: product (\d+)", result.stdout, re.MULTILINE)
+            if found:
+                # Workers get it with the master's other options at each spawn.
+                self.options.doorbuster_product = int(found.group(1))
+                configure_users(self.options)
 
     def summarise(self) -> None:
         """Build and write summary.json and phases.csv (once per run), and log the verdict."""
@@ -215,6 +295,7 @@ class LoadRun:
             timeline=self.timeline,
             plan=self.plan,
             limits=limits_from(options),
+            finished=self.finished,
             cache_before=self.cache_before,
             cache_after=read_metrics(self.environment.host, options.metrics_token),
             run={
@@ -224,6 +305,9 @@ class LoadRun:
                 "time_scale": options.time_scale,
                 "peak_users": options.peak_users,
                 "bots": options.bots,
+                "actions_per_user": options.actions_per_user,
+                "worker_requests": dict(sorted(self.worker_requests.items())),
+                "doorbuster": doorbuster_config(options),
                 "setup_errors": self.setup_errors,
                 # The generator and (locally) the server share these CPUs: busy CPUs bend every percentile.
                 "cpu_count": os.cpu_count(),
@@ -287,11 +371,32 @@ run = LoadRun()
 
 
 def configure_users(options) -> None:
-    for user_class in (Shopper, Bot):
+    for user_class in (Shopper, Bot, DoorbusterShopper, DoorbusterBot):
         user_class.network_timeout = user_class.connection_timeout = options.request_timeout
+    for user_class in (Shopper, Bot):
+        user_class.actions_per_user = options.actions_per_user
+    on_sale = options.doorbuster_product
+    doorbuster.product_id = catalogue.exclude = on_sale
+    doorbuster.limit = options.doorbuster_limit
     Bot.fixed_count = options.bots
-    BlackFridayShape.user_classes = [Shopper, Bot] if options.bots else [Shopper]
-    BlackFridayShape.bots = options.bots
+    DoorbusterShopper.fixed_count = options.doorbuster_crowd if on_sale else 0
+    DoorbusterBot.fixed_count = options.doorbuster_bots if on_sale else 0
+    fixed = [Bot, DoorbusterShopper, DoorbusterBot]
+    BlackFridayShape.user_classes = [Shopper, *[user_class for user_class in fixed if user_class.fixed_count]]
+    BlackFridayShape.fixed_users = sum(user_class.fixed_count for user_class in fixed)
+
+
+def doorbuster_config(options) -> dict | None:
+    if not options.doorbuster_product:
+        return None
+    return {
+        "product_id": options.doorbuster_product,
+        # Known when this run put it on sale (or the operator said): the units no sale may go past.
+        "units": options.doorbuster_units or None,
+        "limit": options.doorbuster_limit,
+        "crowd": options.doorbuster_crowd,
+        "bots": options.doorbuster_bots,
+    }
 
 
 @events.init.add_listener
@@ -300,7 +405,9 @@ def on_init(environment, **_kwargs):
     options = environment.parsed_options
     configure_users(options)
     BlackFridayShape.listener = run
+    doorbuster.running = lambda: run.timeline.current == DOORBUSTER and run.timeline.ended_at is None
     token_pool.load(options.tokens_file)
+    run.own_tokens = bool(options.tokens_file)
     if isinstance(environment.runner, WorkerRunner):
         environment.runner.register_message(PHASE_MESSAGE, lambda msg, **_kw: run.timeline.enter(msg.data))
     if environment.web_ui:
@@ -320,15 +427,22 @@ def on_report_to_master(data, **_kwargs):
 
 
 @events.worker_report.add_listener
-def on_worker_report(data, **_kwargs):
+def on_worker_report(client_id, data, **_kwargs):
     if REPORT_KEY in data:
         run.recorder.merge(data[REPORT_KEY])
+        run.worker_requests[client_id] += sum(stats["requests"] for _, _, stats in data[REPORT_KEY]["endpoints"])
 
 
 @events.test_start.add_listener
 def on_test_start(environment, **_kwargs):
     if run.is_worker():
         run.recorder.reset()
+        # The master's options arrived with the spawn (locust copies a locustfile's options to its workers).
+        options = environment.parsed_options
+        configure_users(options)
+        if not run.own_tokens and options.tokens_file:
+            runner = environment.runner
+            token_pool.load(options.tokens_file, share=runner.worker_index, shares=max(options.expect_workers, 1))
 
 
 @events.reset_stats.add_listener
@@ -360,4 +474,5 @@ def on_quitting(environment, **_kwargs):
     if not run.is_worker():
         run.summarise()
     if run.last_summary is not None:
-        environment.process_exit_code = 0 if run.last_summary["passed"] else 1
+        verdict = run.last_summary["verdict"]
+        environment.process_exit_code = 0 if verdict == PASSED else INCOMPLETE_EXIT if verdict == INCOMPLETE else 1

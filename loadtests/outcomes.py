@@ -13,6 +13,8 @@ BAD_RESPONSE = "bad_response"
 REPLAY_MISMATCH = "replay_mismatch"
 # A 503 "overloaded" from the nginx front (with Retry-After): load refused on purpose, at once, not a failure.
 SHED = "shed"
+# A doorbuster sale past the per-session limit.
+LIMIT_BROKEN = "limit_broken"
 # The "5xx + timeout" rate the run is judged on: the server failed or never answered.
 FATAL_KINDS = frozenset({TIMEOUT, CONNECTION, SERVER_ERROR})
 
@@ -26,6 +28,11 @@ IN_STOCK_409 = "in_stock_409"
 GATE_UNDERSELL = "gate_undersell"
 # A 409 insufficient_stock whose stock was not read back (bots never check; a shopper's read failed).
 UNVERIFIED_409 = "unverified_409"
+# The doorbuster (docs/doorbuster.md): a 409 limit_exceeded is the per-session limit refusing a unit past it, as
+# it must; a 201 past the limit is a sale it should have refused; a 409 sale_not_started came before the start.
+LIMIT_REFUSED = "limit_refused"
+OVER_LIMIT = "over_limit"
+NOT_STARTED = "sale_not_started"
 RATE_LIMITED = "rate_limited"
 OVERLOADED = "overloaded"
 REJECTED = "rejected"
@@ -39,6 +46,9 @@ OUTCOME_STATUS = {
     IN_STOCK_409: "409",
     GATE_UNDERSELL: "409",
     UNVERIFIED_409: "409",
+    LIMIT_REFUSED: "409 limit_exceeded",
+    NOT_STARTED: "409 sale_not_started",
+    OVER_LIMIT: "201 over the limit",
     RATE_LIMITED: "429",
     OVERLOADED: "503 overloaded",
     REJECTED: "other 4xx",
@@ -80,21 +90,22 @@ def checkout_outcome(
     product_ids: list,
     product_id: int,
     quantity: int,
-    stock: int | None,
+    available: int | None,
     reason: str | None = None,
 ) -> str:
-    """What one checkout came to. `stock` is the product's quantity read after a 409 (None when not read).
+    """What one checkout came to. `available` is the product's `available` units (on hand less other carts'
+    holds) read after a 409 (None when not read).
 
     A 409 insufficient_stock is only right when the product really lacks the quantity asked for: stock only
-    falls during a run, so enough stock read after the 409 means the checkout refused a sale it could make,
+    falls during a run, so enough units available after the 409 means the checkout refused a sale it could make,
     unless the flash-sale gate refused it (`reason` "sold_out"): then it is the gate's momentary undersell.
     """
     if status == 201:
         return CREATED
     if status == 409 and code == "insufficient_stock" and product_id in product_ids:
-        if stock is None:
+        if available is None:
             return UNVERIFIED_409
-        if stock < quantity:
+        if available < quantity:
             return SOLD_OUT
         return GATE_UNDERSELL if reason == "sold_out" else IN_STOCK_409
     if status == 429:
@@ -106,3 +117,35 @@ def checkout_outcome(
     if status >= 500:
         return FAILED
     return REJECTED
+
+
+def doorbuster_outcome(
+    *,
+    status: int | None,
+    code: str | None,
+    reason: str | None,
+    product_ids: list,
+    product_id: int,
+    available: int | None,
+    bought_before: int,
+    limit: int | None,
+) -> str:
+    """What one attempt on the doorbuster product (one unit) came to, for a session that had `bought_before` units
+    of it with a per-session `limit` (None: no limit). Beyond checkout_outcome: a 201 past the limit is OVER_LIMIT,
+    a 409 limit_exceeded is LIMIT_REFUSED (right only once the session holds its limit: before, IN_STOCK_409, a
+    refusal of a sale it could make), and a 409 sale_not_started is NOT_STARTED."""
+    if status == 201:
+        return OVER_LIMIT if limit is not None and bought_before >= limit else CREATED
+    if status == 409 and code == "limit_exceeded" and product_id in product_ids:
+        return LIMIT_REFUSED if limit is not None and bought_before + 1 > limit else IN_STOCK_409
+    if status == 409 and code == "insufficient_stock" and reason == "sale_not_started":
+        return NOT_STARTED
+    return checkout_outcome(
+        status=status,
+        code=code,
+        product_ids=product_ids,
+        product_id=product_id,
+        quantity=1,
+        available=available,
+        reason=reason,
+    )

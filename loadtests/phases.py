@@ -1,19 +1,23 @@
 """The Black-Friday plan: four phases, each a linear ramp of users, scaled in time and in peak size.
 
 The reference run: 5 min baseline ramping to 10 users, 10 min ramp to the peak, 15 min at the peak, 1 min
-cool-down; 31 minutes at time scale 1.0.
+cool-down; 31 minutes at time scale 1.0. With a doorbuster, the first 2 minutes of the peak are its own phase,
+`doorbuster`: the peak's shoppers plus a crowd racing for one product on flash sale.
 """
 
 import time
 from dataclasses import dataclass
 
 BASELINE = "baseline"
+DOORBUSTER = "doorbuster"
+PEAK = "peak"
 BASELINE_USERS = 10
+DOORBUSTER_MINUTES = 2
 FULL_PHASES = (
     # name, minutes, users at the end as a share of the peak (None: the baseline's fixed count)
     (BASELINE, 5, None),
     ("ramp", 10, 1.0),
-    ("peak", 15, 1.0),
+    (PEAK, 15, 1.0),
     ("cool-down", 1, 0.0),
 )
 
@@ -44,15 +48,21 @@ class Phase:
         return max(1.0, 2 * slope, max(self.users_from, self.users_to) / 10)
 
 
-def black_friday_phases(*, time_scale: float, peak_users: int) -> list[Phase]:
+def black_friday_phases(*, time_scale: float, peak_users: int, doorbuster: bool = False) -> list[Phase]:
     if time_scale <= 0:
         raise ValueError(f"time scale must be above 0, not {time_scale}")
     if peak_users < 1:
         raise ValueError(f"peak users must be at least 1, not {peak_users}")
+    plan = list(FULL_PHASES)
+    if doorbuster:
+        # The same 31 minutes: the doorbuster opens the peak.
+        at = [name for name, _, _ in plan].index(PEAK)
+        _, minutes, share = plan[at]
+        plan[at : at + 1] = [(DOORBUSTER, DOORBUSTER_MINUTES, share), (PEAK, minutes - DOORBUSTER_MINUTES, share)]
     phases = []
     start = 0.0
     users = 1
-    for name, minutes, peak_share in FULL_PHASES:
+    for name, minutes, peak_share in plan:
         target = min(BASELINE_USERS, peak_users) if peak_share is None else round(peak_users * peak_share)
         end = start + minutes * 60 * time_scale
         phases.append(Phase(name=name, start_s=start, end_s=end, users_from=users, users_to=target))

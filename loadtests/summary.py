@@ -11,6 +11,10 @@ from loadtests.phases import Phase, PhaseTimeline
 from loadtests.recorder import EndpointStats, PhaseRecorder, percentile
 from loadtests.thresholds import WHOLE_RUN, Limits, evaluate
 
+PASSED, FAILED, INCOMPLETE = "PASSED", "FAILED", "INCOMPLETE"
+# The exit code of a run stopped before its shape finished (1 is a failed threshold).
+INCOMPLETE_EXIT = 3
+
 
 def _rate(part: float, whole: float) -> float | None:
     return round(part / whole, 4) if whole else None
@@ -37,6 +41,35 @@ def _by_status(counts: Counter) -> dict:
     return dict(sorted(by_status.items()))
 
 
+def doorbuster_block(recorder: PhaseRecorder, phase: str | None) -> dict:
+    """The doorbuster's crowd and bots (one unit an attempt): units sold, sales past the limit, the gate's
+    momentary undersell (reported, not failed)."""
+    crowd = recorder.checkout_outcomes(role="doorbuster", phase=phase)
+    bots = recorder.checkout_outcomes(role="doorbuster_bot", phase=phase)
+    attempts = sum(crowd.values())
+    sold = crowd[outcomes.CREATED] + bots[outcomes.CREATED] + crowd[outcomes.OVER_LIMIT] + bots[outcomes.OVER_LIMIT]
+    return {
+        "units_sold": sold,
+        "over_limit": crowd[outcomes.OVER_LIMIT] + bots[outcomes.OVER_LIMIT],
+        "gate_undersell": crowd[outcomes.GATE_UNDERSELL],
+        "crowd": {
+            "attempts": attempts,
+            "created": crowd[outcomes.CREATED],
+            "sold_out": crowd[outcomes.SOLD_OUT],
+            "success_share": _rate(sum(crowd[outcome] for outcome in outcomes.SUCCESSFUL_OUTCOMES), attempts),
+            "by_status": _by_status(crowd),
+            "outcomes": dict(sorted(crowd.items())),
+        },
+        "bots": {
+            "attempts": sum(bots.values()),
+            "created": bots[outcomes.CREATED],
+            "limit_refused": bots[outcomes.LIMIT_REFUSED],
+            "by_status": _by_status(bots),
+            "outcomes": dict(sorted(bots.items())),
+        },
+    }
+
+
 def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
     shopper = recorder.checkout_outcomes(role="shopper", phase=phase)
     bot = recorder.checkout_outcomes(role="bot", phase=phase)
@@ -47,6 +80,7 @@ def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
             "attempts": attempts,
             "created": shopper[outcomes.CREATED],
             "sold_out": shopper[outcomes.SOLD_OUT],
+            "gate_undersell": shopper[outcomes.GATE_UNDERSELL],
             "created_share": _rate(shopper[outcomes.CREATED], attempts),
             "success_share": _rate(successful, attempts),
             "by_status": _by_status(shopper),
@@ -58,6 +92,7 @@ def checkout_block(recorder: PhaseRecorder, phase: str | None) -> dict:
             "by_status": _by_status(bot),
             "outcomes": dict(sorted(bot.items())),
         },
+        "doorbuster": doorbuster_block(recorder, phase),
     }
 
 
@@ -77,6 +112,7 @@ def phase_block(
         },
         "errors": dict(sorted(totals.errors.items())),
         "fatal_error_rate": _rate(fatal, totals.requests),
+        "shed_rate": _rate(totals.errors[outcomes.SHED], totals.requests),
         "checkout": checkout_block(recorder, phase),
     }
 
@@ -104,7 +140,10 @@ def build_summary(
     cache_before: dict | None,
     cache_after: dict | None,
     run: dict,
+    finished: bool = True,
 ) -> dict:
+    """`finished`: the shape ran to its end. A run stopped before (Ctrl-C, the web UI's Stop, --run-time) is
+    INCOMPLETE whatever its numbers: it never reached what it did not measure, so it cannot pass."""
     durations = timeline.durations()
     planned = {phase.name: phase for phase in plan}
     names = list(dict.fromkeys([phase.name for phase in plan] + recorder.phases()))
@@ -140,8 +179,18 @@ def build_summary(
         "limits": limits.to_dict(),
     }
     summary["thresholds"] = evaluate(summary, limits)
+    reached = sorted(timeline.started_at, key=timeline.started_at.get)
+    summary["completion"] = {
+        "finished": finished,
+        "phases_reached": reached,
+        "phases_not_reached": [phase.name for phase in plan if phase.name not in timeline.started_at],
+        "ran_s": round(sum(durations.values()), 2),
+        "planned_s": round(plan[-1].end_s, 2) if plan else None,
+    }
     # A run whose setup failed (stock not reset) proves nothing, whatever its numbers.
-    summary["passed"] = all(check["passed"] for check in summary["thresholds"]) and not run.get("setup_errors")
+    met = all(check["passed"] for check in summary["thresholds"]) and not run.get("setup_errors")
+    summary["verdict"] = INCOMPLETE if not finished else PASSED if met else FAILED
+    summary["passed"] = summary["verdict"] == PASSED
     return summary
 
 
@@ -211,6 +260,13 @@ def format_table(summary: dict) -> str:
         if bot["attempts"]:
             line += f"; bot {bot['attempts']} attempts {bot['by_status']}"
         lines.append(line)
+        door = block["checkout"]["doorbuster"]
+        if door["crowd"]["attempts"] or door["bots"]["attempts"]:
+            lines.append(
+                f"doorbuster {block['name']}: {door['units_sold']} units sold, {door['over_limit']} past the limit, "
+                f"{door['gate_undersell']} gate undersells; crowd {door['crowd']['attempts']} attempts "
+                f"{door['crowd']['by_status']}; bots {door['bots']['attempts']} attempts {door['bots']['by_status']}"
+            )
     for name, timing in summary.get("app_time", {}).items():
         lines.append(
             f"app time {name} (server log): {timing['requests']} requests, p50 {_cell(timing['p50_ms'])}, "
@@ -227,10 +283,23 @@ def format_table(summary: dict) -> str:
 
 
 def format_verdict(summary: dict) -> str:
-    """Each failed threshold, then PASSED or FAILED with the count of thresholds met."""
+    """Each failed threshold, then the verdict: PASSED or FAILED with the count of thresholds met, or INCOMPLETE
+    with the phases the run reached and what it measured (never PASSED)."""
     failed = [check for check in summary["thresholds"] if not check["passed"]]
     lines = [f"FAILED {check['phase']}: {check['name']} = {check['value']}, wanted {check['rule']}" for check in failed]
     lines += [f"setup: {error}" for error in summary["run"].get("setup_errors", [])]
     checked = sum(1 for check in summary["thresholds"] if not check["skipped"])
-    lines.append(f"{'PASSED' if summary['passed'] else 'FAILED'}: {checked - len(failed)}/{checked} thresholds met")
+    verdict = summary.get("verdict", PASSED if summary["passed"] else FAILED)
+    if verdict != INCOMPLETE:
+        lines.append(f"{verdict}: {checked - len(failed)}/{checked} thresholds met")
+        return "\n".join(lines)
+    completion = summary["completion"]
+    totals = summary["all"]["totals"]
+    lines.append(
+        f"INCOMPLETE: stopped after {completion['ran_s']} s of the planned {completion['planned_s']} s; "
+        f"phases reached: {', '.join(completion['phases_reached']) or 'none'}; "
+        f"not reached: {', '.join(completion['phases_not_reached']) or 'none'}; "
+        f"measured {totals['requests']} requests, {totals['failures']} failures; "
+        f"{checked - len(failed)}/{checked} thresholds met on what was measured (no verdict)"
+    )
     return "\n".join(lines)

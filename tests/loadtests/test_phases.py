@@ -80,3 +80,16 @@ def test_describe_names_each_phase_window():
     phases = black_friday_phases(time_scale=0.1, peak_users=500)
 
     assert describe(phases) == "Black Friday: baseline 0-30 s, ramp 30-90 s, peak 90-180 s, cool-down 180-186 s"
+
+
+def test_black_friday_phases_with_a_doorbuster_open_the_peak_with_it_in_the_same_31_minutes():
+    phases = black_friday_phases(time_scale=1.0, peak_users=500, doorbuster=True)
+
+    assert [(p.name, p.duration_s, p.users_from, p.users_to) for p in phases] == [
+        ("baseline", 300, 1, 10),
+        ("ramp", 600, 10, 500),
+        ("doorbuster", 120, 500, 500),
+        ("peak", 780, 500, 500),
+        ("cool-down", 60, 500, 0),
+    ]
+    assert phases[-1].end_s == 31 * 60

@@ -2,18 +2,20 @@
 Redis, runs locust as a subprocess (gevent's monkey-patching never enters the test process) and stops the server.
 """
 
-import csv
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from django.conf import settings
+from django.db import connection
+from django.db.models import Sum
 
+from catalog.models import Inventory
+from checkout.models import OrderLine
+from loadtests import stock
 from loadtests.run import (
+    ANSWERED,
+    DEDICATED,
+    FLAGGED,
+    NEW,
     RELAXED_PER_IP_RATE,
     RunError,
     is_local,
@@ -21,83 +23,13 @@ from loadtests.run import (
     parse_args,
     run,
     server_environment,
+    stock_reset_consent,
+    worker_command,
 )
+from tests.loadtests.runs import NO_LATENCY_LIMITS, free_smoke_port, locust_counts, port_answers, run_loadtest
+from tests.loadtests.test_stock import make_products
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-# This suite's share of the project's port range; a concurrent run of the suite takes the next free one.
-SMOKE_PORTS = range(8502, 8520)
-# About 5.6 s of shape (0.9 s baseline, 1.8 s ramp, 2.7 s peak, 0.2 s cool-down): 12 shoppers and 1 bot, enough
-# for some 40 shopper actions, so a run without a single checkout (0.8^40) does not happen.
-SMOKE_ARGS = ("--time-scale", "0.003", "--peak-users", "12")
-# Speed is not what a smoke run on a shared CI machine can judge: these limits only catch a broken run.
-NO_LATENCY_LIMITS = (
-    "--max-p95-product-ms=60000",
-    "--max-p95-inventory-ms=60000",
-    "--max-p95-checkout-ms=60000",
-    "--max-p99-peak-ms=60000",
-)
-
-
-def database_url_of(database: dict) -> str:
-    password = f":{database['PASSWORD']}" if database["PASSWORD"] else ""
-    host, port = database["HOST"] or "127.0.0.1", database["PORT"] or 5432
-    return f"postgres://{database['USER']}{password}@{host}:{port}/{database['NAME']}"
-
-
-@pytest.fixture
-def server_env(needs_postgres, needs_redis, transactional_db):
-    """The environment for a server in another process: the test database (data committed, so that process sees
-    it; pytest-django empties it afterwards) and the test Redis."""
-    return dict(
-        os.environ,
-        DATABASE_URL=database_url_of(settings.DATABASES["default"]),
-        REDIS_URL=settings.REDIS_URL,
-        METRICS_TOKEN="smoke-metrics-token",
-        GUNICORN_WORKERS="2",
-        # The bot (no think time) meets it within a second even on a slow machine; a shopper thinks 0.5-2.5 s
-        # between actions, so in the ~6 s run it cannot reach 15 checkouts (with 5/m one sometimes did).
-        RATELIMIT_CHECKOUT_PER_SESSION="15/m",
-    )
-
-
-def free_smoke_port() -> int:
-    return next(port for port in SMOKE_PORTS if not port_answers(port))
-
-
-def run_loadtest(env: dict, results_dir: Path, port: int, *locust_args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.run",
-            "--host",
-            f"http://127.0.0.1:{port}",
-            *SMOKE_ARGS,
-            "--results-dir",
-            str(results_dir),
-            "--",
-            "--bots",
-            "1",
-            *locust_args,
-        ],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def locust_counts(results_dir: Path) -> dict[str, tuple[int, int]]:
-    with (results_dir / "locust_stats.csv").open() as file:
-        return {row["Name"]: (int(row["Request Count"]), int(row["Failure Count"])) for row in csv.DictReader(file)}
-
-
-def port_answers(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+DOORBUSTER_ARGS = ("--doorbuster-units=8", "--doorbuster-limit=2", "--doorbuster-crowd=20", "--doorbuster-bots=2")
 
 
 def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an_impossible_threshold(
@@ -105,8 +37,16 @@ def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an
 ):
     port = free_smoke_port()
 
-    # when: a short run with reachable thresholds
-    passing = run_loadtest(server_env, tmp_path / "pass", port, *NO_LATENCY_LIMITS)
+    # when: a short run with reachable thresholds, long enough for a doorbuster (1.2 s) of 8 units, 2 per session,
+    # raced for by 20 shoppers and 2 bots
+    passing = run_loadtest(
+        server_env,
+        tmp_path / "pass",
+        port,
+        *NO_LATENCY_LIMITS,
+        *DOORBUSTER_ARGS,
+        run_args=("--time-scale", "0.01", "--peak-users", "12"),
+    )
 
     # then: it passes, and summary.json counts what locust counted
     assert passing.returncode == 0, passing.stdout[-3000:] + passing.stderr[-3000:]
@@ -127,9 +67,24 @@ def test_loadtest_smoke_run_writes_a_summary_that_matches_locust_and_fails_on_an
     assert summary["passed"] is True
     assert (tmp_path / "pass" / "report.html").exists()
     assert "gunicorn stopped" in passing.stdout and "PASSED" in passing.stdout
+    # The doorbuster sold no unit past its stock nor past a session's limit, and the database agrees with the clients.
+    door = whole_run["checkout"]["doorbuster"]
+    sale = summary["run"]["doorbuster"]
+    assert door["crowd"]["attempts"] > 0 and door["bots"]["attempts"] > 0
+    assert door["over_limit"] == 0 and door["units_sold"] <= 8
+    assert Inventory.objects.get(product_id=sale["product_id"]).quantity == 8 - door["units_sold"]
+    units_per_session = (
+        OrderLine.objects.filter(product_id=sale["product_id"])
+        .values("order__session_id")
+        .annotate(units=Sum("quantity"))
+    )
+    assert sum(row["units"] for row in units_per_session) == door["units_sold"]
+    assert max((row["units"] for row in units_per_session), default=0) <= 2
 
-    # when: the same run with a p95 no server can meet
-    failing = run_loadtest(server_env, tmp_path / "fail", port, *NO_LATENCY_LIMITS, "--max-p95-product-ms=0")
+    # when: the smoke run with a p95 no server can meet, without the doorbuster
+    failing = run_loadtest(
+        server_env, tmp_path / "fail", port, *NO_LATENCY_LIMITS, "--max-p95-product-ms=0", "--doorbuster-units=0"
+    )
 
     # then: locust exits non-zero, the summary names the threshold, and the server was stopped all the same
     assert failing.returncode == 1, failing.stdout[-3000:] + failing.stderr[-3000:]
@@ -201,3 +156,65 @@ def test_run_refused_before_anything_is_started_or_written(monkeypatch, tmp_path
 
     assert not (tmp_path / "results").exists()
     assert not port_answers(port)
+
+
+def test_run_refuses_to_reset_the_stock_of_a_database_not_marked_dedicated(server_env, monkeypatch, tmp_path):
+    # given: somebody's catalogue (committed, so the runner's processes see it) in a database without the marker
+    stock.database_mark_dedicated(dedicated=False)
+    make_products(3)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.setenv(name, server_env[name])
+    port = free_smoke_port()
+    args, extra = parse_args(["--host", f"http://127.0.0.1:{port}", "--results-dir", str(tmp_path / "results")])
+    questions = []
+
+    # when: nobody to ask (no terminal, no RESET_STOCK=1), then an operator who answers no
+    with pytest.raises(RunError) as unasked:
+        run(args, extra, ask=None)
+    with pytest.raises(RunError) as answered_no:
+        run(args, extra, ask=lambda question: questions.append(question) or "n")
+
+    # then: both name the database, and nothing was started or written
+    database = f"{connection.settings_dict['NAME']}@"
+    assert "RESET_STOCK=1" in str(unasked.value) and database in str(unasked.value)
+    assert database in questions[0] and "3 products" in questions[0]
+    assert database in str(answered_no.value)
+    assert set(Inventory.objects.values_list("quantity", flat=True)) == {3}
+    assert not stock.database_is_dedicated()
+    assert not (tmp_path / "results").exists()
+    assert not port_answers(port)
+
+
+@pytest.mark.parametrize(
+    ("status", "flag", "answer", "expected"),
+    [
+        ({"dedicated": True, "products": 5000}, False, None, DEDICATED),
+        ({"dedicated": False, "products": 0}, False, None, NEW),
+        ({"dedicated": False, "products": 5000}, True, None, FLAGGED),
+        ({"dedicated": False, "products": 5000}, False, "y", ANSWERED),
+        ({"dedicated": False, "products": 5000}, False, "yes", ANSWERED),
+        ({"dedicated": False, "products": 5000}, False, "", RunError),
+        ({"dedicated": False, "products": 5000}, False, None, RunError),
+    ],
+)
+def test_stock_reset_consent(status, flag, answer, expected):
+    status = {"database": "shop@127.0.0.1:5432", **status}
+    ask = None if answer is None else (lambda _question: answer)
+
+    if expected is RunError:
+        with pytest.raises(RunError, match=r"shop@127\.0\.0\.1:5432"):
+            stock_reset_consent(status, flag=flag, ask=ask)
+    else:
+        assert stock_reset_consent(status, flag=flag, ask=ask) == expected
+
+
+def test_locust_command_confirms_the_reset_only_when_the_operator_did(tmp_path):
+    args, extra = parse_args(["--workers", "2", "--master-port", "18299"])
+
+    confirmed = locust_command(args, extra, tmp_path, reset_stock=True, confirmed=True)
+    dedicated = locust_command(args, extra, tmp_path, reset_stock=True)
+
+    assert "--reset-stock-confirmed" in confirmed and "--reset-stock-confirmed" not in dedicated
+    assert confirmed[confirmed.index("--master-bind-port") + 1] == "18299"
+    assert confirmed[confirmed.index("--expect-workers") + 1] == "2"
+    assert worker_command(args)[-4:] == ["--master-host", "127.0.0.1", "--master-port", "18299"]

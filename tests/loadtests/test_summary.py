@@ -195,7 +195,7 @@ def test_build_summary_a_failed_stock_reset_fails_the_run(plan, timeline):
 
     assert failed(summary) == set()
     assert summary["passed"] is False
-    assert format_table(summary).endswith("setup: stock reset failed: no inventory rows\nFAILED: 24/24 thresholds met")
+    assert format_table(summary).endswith("setup: stock reset failed: no inventory rows\nFAILED: 29/29 thresholds met")
 
 
 def test_build_summary_checkouts_without_an_answer_are_named_by_status(plan, timeline):
@@ -221,3 +221,137 @@ def test_write_phase_csv_has_a_row_per_phase_and_endpoint(tmp_path, plan, timeli
     assert set(peak) == {endpoints.PRODUCT_PAGE, endpoints.CHECKOUT, endpoints.BOT_CHECKOUT, "Aggregated"}
     assert (peak["Aggregated"]["Requests"], peak[endpoints.PRODUCT_PAGE]["p95"]) == ("120", "95")
     assert len(rows) == 5 * 4
+
+
+def test_build_summary_of_a_run_stopped_before_the_shape_finished_is_incomplete_and_never_passes(plan):
+    # given: every threshold met, but the run stopped during its ramp
+    timeline = PhaseTimeline([phase.name for phase in plan])
+    timeline.enter("baseline", at=0.0)
+    timeline.enter("ramp", at=3.0)
+    timeline.finish(at=5.0)
+    recorder = PhaseRecorder()
+    for phase in ("baseline", "ramp"):
+        recorder.record(phase=phase, name=endpoints.PRODUCT_PAGE, response_ms=5)
+
+    summary = build_summary(
+        recorder=recorder,
+        timeline=timeline,
+        plan=plan,
+        limits=Limits(),
+        cache_before=None,
+        cache_after=None,
+        run={"host": "http://127.0.0.1:8501"},
+        finished=False,
+    )
+
+    assert (summary["verdict"], summary["passed"]) == ("INCOMPLETE", False)
+    assert failed(summary) == set()
+    assert summary["completion"] == {
+        "finished": False,
+        "phases_reached": ["baseline", "ramp"],
+        "phases_not_reached": ["peak", "cool-down"],
+        "ran_s": 5.0,
+        "planned_s": 18.6,
+    }
+    verdict = format_table(summary).splitlines()[-1]
+    assert verdict.startswith("INCOMPLETE: stopped after 5.0 s of the planned 18.6 s; phases reached: baseline, ramp")
+    assert "measured 2 requests, 0 failures" in verdict
+    assert "PASSED" not in format_table(summary)
+
+
+def test_build_summary_of_a_finished_run_is_passed_or_failed(plan, timeline):
+    passing = summarise(healthy_recorder(), timeline, plan)
+    failing = summarise(healthy_recorder(), timeline, plan, limits=Limits(p95_product_ms=1))
+
+    assert (passing["verdict"], passing["completion"]["finished"]) == ("PASSED", True)
+    assert failing["verdict"] == "FAILED"
+    assert format_table(failing).splitlines()[-1].startswith("FAILED: ")
+
+
+def doorbuster_summary(*, units: int, extra_crowd: tuple[str, ...] = (), extra_bots: tuple[str, ...] = ()) -> dict:
+    plan = black_friday_phases(time_scale=0.01, peak_users=20, doorbuster=True)
+    timeline = PhaseTimeline([phase.name for phase in plan])
+    for name, at in (("baseline", 0.0), ("ramp", 3.0), ("doorbuster", 9.0), ("peak", 10.2), ("cool-down", 18.0)):
+        timeline.enter(name, at=at)
+    timeline.finish(at=18.6)
+    recorder = PhaseRecorder()
+    crowd = [outcomes.CREATED] * 8 + [outcomes.SOLD_OUT] * 5 + [outcomes.GATE_UNDERSELL] + list(extra_crowd)
+    bots = [outcomes.CREATED] * 4 + [outcomes.LIMIT_REFUSED] * 3 + [outcomes.RATE_LIMITED] * 10 + list(extra_bots)
+    for role, name, attempts in (
+        ("doorbuster", endpoints.DOORBUSTER_CHECKOUT, crowd),
+        ("doorbuster_bot", endpoints.DOORBUSTER_BOT_CHECKOUT, bots),
+    ):
+        for outcome in attempts:
+            recorder.record(phase="doorbuster", name=name, response_ms=30)
+            recorder.record_checkout(phase="doorbuster", role=role, outcome=outcome)
+    return build_summary(
+        recorder=recorder,
+        timeline=timeline,
+        plan=plan,
+        limits=Limits(),
+        cache_before=None,
+        cache_after=None,
+        run={"doorbuster": {"product_id": 99, "units": units, "limit": 2, "crowd": 14, "bots": 2}},
+    )
+
+
+def test_doorbuster_phase_sold_within_its_stock_and_limits_passes_and_reports_the_gate_undersell():
+    summary = doorbuster_summary(units=12)
+
+    door = next(block for block in summary["phases"] if block["name"] == "doorbuster")["checkout"]["doorbuster"]
+    assert (door["units_sold"], door["over_limit"], door["gate_undersell"]) == (12, 0, 1)
+    assert door["crowd"]["success_share"] == 1.0
+    assert door["bots"]["by_status"] == {"201": 4, "409 limit_exceeded": 3, "429": 10}
+    assert failed(summary) == set()
+    names = {(check["phase"], check["name"]) for check in summary["thresholds"] if not check["skipped"]}
+    assert ("all", "doorbuster units sold past its stock") in names
+    assert ("doorbuster", "p95 POST /api/checkout (doorbuster) (ms)") in names
+    assert ("doorbuster", "p99 all requests (ms)") in names
+    assert "doorbuster doorbuster: 12 units sold, 0 past the limit, 1 gate undersells" in format_table(summary)
+
+
+@pytest.mark.parametrize(
+    ("units", "extra_crowd", "extra_bots", "expected"),
+    [
+        (10, (), (), {("all", "doorbuster units sold past its stock")}),
+        (
+            13,
+            (),
+            (outcomes.OVER_LIMIT,),
+            {
+                ("doorbuster", "doorbuster sales past the per-session limit"),
+                ("all", "doorbuster sales past the per-session limit"),
+            },
+        ),
+        (
+            12,
+            (outcomes.IN_STOCK_409,),
+            (),
+            {("doorbuster", "doorbuster crowd success share"), ("all", "doorbuster crowd success share")},
+        ),
+    ],
+)
+def test_doorbuster_phase_fails_an_oversell_a_sale_past_the_limit_and_a_wrong_refusal(
+    units, extra_crowd, extra_bots, expected
+):
+    summary = doorbuster_summary(units=units, extra_crowd=extra_crowd, extra_bots=extra_bots)
+
+    assert failed(summary) == expected
+    assert summary["verdict"] == "FAILED"
+
+
+@pytest.mark.parametrize(("shed", "passes"), [(1, True), (3, False)])
+def test_shed_503s_are_counted_apart_and_fail_only_past_their_own_rate(plan, timeline, shed, passes):
+    # given: 120 requests a phase; at the peak, `shed` more answered 503 overloaded by the front
+    recorder = healthy_recorder()
+    for _ in range(shed):
+        recorder.record(phase="peak", name=endpoints.PRODUCT_PAGE, response_ms=2, error_kind=outcomes.SHED)
+
+    summary = summarise(recorder, timeline, plan)
+
+    peak = next(block for block in summary["phases"] if block["name"] == "peak")
+    assert peak["errors"] == {outcomes.SHED: shed}
+    assert peak["fatal_error_rate"] == 0.0
+    assert peak["shed_rate"] == round(shed / (120 + shed), 4)
+    # (over the whole run's 480 requests, 3 shed stay under 1 %)
+    assert failed(summary) == (set() if passes else {("peak", "shed 503 rate")})
