@@ -503,7 +503,7 @@ def _distribution_class(base, resource_type: str):
 
 def _register_alarm(name: str, properties: dict, account_id: str, region_name: str) -> str:
     """In CloudWatch's API with its actions and description (a metric-math alarm without its queries)."""
-    from moto.cloudwatch.models import Dimension, cloudwatch_backends
+    from moto.cloudwatch.models import cloudwatch_backends
 
     cloudwatch_backends[account_id][region_name].put_metric_alarm(
         name=name,
@@ -516,7 +516,7 @@ def _register_alarm(name: str, properties: dict, account_id: str, region_name: s
         statistic=properties.get("Statistic"),
         extended_statistic=properties.get("ExtendedStatistic"),
         description=properties.get("AlarmDescription", ""),
-        dimensions=[Dimension(item["Name"], str(item["Value"])) for item in properties.get("Dimensions", [])],
+        dimensions=[{"Name": item["Name"], "Value": str(item["Value"])} for item in properties.get("Dimensions", [])],
         alarm_actions=[str(arn) for arn in properties.get("AlarmActions", [])],
         ok_actions=[str(arn) for arn in properties.get("OKActions", [])],
         treat_missing_data=properties.get("TreatMissingData"),
