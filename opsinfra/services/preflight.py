@@ -384,7 +384,7 @@ def cache_check(live: Live) -> Check:
     detail = (
         f"{group['ReplicationGroupId']} {group.get('Status')}, {nodes} nodes, multi-AZ "
         f"{'on' if multi_az else 'off'}, failover {'on' if failover else 'off'}, snapshots kept {snapshots} "
-        "days"
+        f"day{'s' if snapshots != 1 else ''}"
     )
     if group.get("Status") != "available" or not (multi_az and failover):
         return Check("cache", FAIL, detail + ".")

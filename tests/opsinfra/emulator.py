@@ -560,6 +560,8 @@ def _register_replication_group(name: str, properties: dict, account_id: str, re
         automatic_failover_enabled=str(properties.get("AutomaticFailoverEnabled", "")).lower() == "true",
         multi_az_enabled=str(properties.get("MultiAZEnabled", "")).lower() == "true",
         num_cache_clusters=int(properties.get("NumCacheClusters", 1)),
+        # moto 5.2.5 makes the replicas from this alone when cluster mode is off, and ignores num_cache_clusters.
+        replicas_per_node_group=int(properties.get("NumCacheClusters", 1)) - 1,
         cache_node_type=properties.get("CacheNodeType"),
         engine=properties.get("Engine", "redis"),
         engine_version=properties.get("EngineVersion"),
