@@ -119,7 +119,7 @@ def preflight_run(
     ]
     try:
         minimum, peak, usage, cost_error = *_costs(live, expected_rps=expected_rps), ""
-    except costs.PricesMissing as exc:
+    except OpsError as exc:  # a region or size without a price, or no troposphere to synthesize with
         minimum, peak, usage, cost_error = None, None, {}, str(exc)
     return Report(
         target=target,
