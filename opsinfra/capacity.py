@@ -1,6 +1,10 @@
-"""Connection arithmetic shared by the synth and the system check. Plain numbers: no troposphere here."""
+"""Connection arithmetic shared by the synth and the system check, and the per-instance throughput the preflight
+plans with. Plain numbers: no troposphere here."""
 
+import json
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 # RDS PostgreSQL's default max_connections is LEAST(DBInstanceClassMemory / 9531392, 5000).
 _BYTES_PER_CONNECTION = 9_531_392
@@ -73,3 +77,30 @@ def connection_budget(
         max_connections=db_max_connections(instance_class),
         proxy_max_connections_percent=proxy_max_connections_percent,
     )
+
+
+# --- requests per instance, and the cache's memory: what the preflight plans with -------------------------------
+
+INSTANCE_CAPACITY_FILE = Path(__file__).parent / "data" / "instance_capacity.json"
+# ElastiCache's published memory per node type (GiB), of which Redis may use all but its reserved share.
+CACHE_NODE_MEMORY_GIB = {
+    "cache.t3.micro": 0.5,
+    "cache.t3.small": 1.37,
+    "cache.t3.medium": 3.09,
+    "cache.t4g.micro": 0.5,
+    "cache.t4g.small": 1.37,
+    "cache.t4g.medium": 3.09,
+    "cache.m6g.large": 6.38,
+    "cache.r6g.large": 13.07,
+}
+
+
+@cache
+def instance_capacity_table() -> dict:
+    """The dated table of requests/s per instance type, with its source (opsinfra/data/instance_capacity.json)."""
+    return json.loads(INSTANCE_CAPACITY_FILE.read_text())
+
+
+def instance_requests_per_second(instance_type: str) -> float:
+    """Requests/s one app instance of this type is planned to serve; KeyError for a type not in the table."""
+    return instance_capacity_table()["types"][instance_type]["requests_per_second"]

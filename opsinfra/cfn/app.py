@@ -3,6 +3,7 @@
 from troposphere import Equals, If, Not, NoValue, Output, Ref, Sub, Template
 
 from opsinfra.cfn.alarms import AlarmTargets, add_app_alarms, add_app_metric_alarms, add_edge_alarms
+from opsinfra.cfn.budget import add_budget
 from opsinfra.cfn.cache import add_cache
 from opsinfra.cfn.common import parameter
 from opsinfra.cfn.compute import AppWiring, add_compute
@@ -78,7 +79,7 @@ def build_app(t: Template, settings: StackSettings) -> None:
         description="SSM parameter holding the current release as JSON {version, bundle}; written by deploy_app.",
     )
     artifacts_bucket = _artifacts_bucket(t, settings)
-    topic = add_alerts_topic(t, settings=settings)
+    topic = add_alerts_topic(t, settings=settings, budget_alerts=True)
     network = add_network(t, settings)
     groups = add_security_groups(t, network=network, settings=settings, origin_port=origin_port(settings))
     add_interface_endpoints(t, network=network, security_group=groups.endpoints)
@@ -129,6 +130,7 @@ def build_app(t: Template, settings: StackSettings) -> None:
         name=settings.stack_name,
         app_namespace=app_metrics_namespace(settings),
     )
+    budget = add_budget(t, settings=settings, topic=topic)
     outputs = {
         "DistributionId": (edge.distribution, "CloudFront distribution (purge_cdn)"),
         "DistributionDomainName": (edge.domain_name, "CloudFront domain name"),
@@ -142,6 +144,7 @@ def build_app(t: Template, settings: StackSettings) -> None:
         "AlertsTopicArn": (topic, "SNS topic every alarm notifies"),
         "DashboardName": (dashboard, "CloudWatch dashboard"),
         "ReleaseParameterName": (Ref(release_parameter), "SSM parameter deploy_app writes the release to"),
+        "BudgetName": (Ref(budget), "Monthly cost budget (preflight reads it)"),
         "MigrationDocumentName": (compute.migration_document, "SSM document deploy_app sends to run migrations"),
         "MigrationGroupName": (compute.migration_group, "The migration instance's group (deploy_app migrates there)"),
     }

@@ -1,5 +1,5 @@
-"""The alerts topic: SNS encrypted with a customer key CloudWatch may use, a policy CloudWatch may publish under;
-the app's metrics namespace, and the metric the nginx access log gives it (shed requests)."""
+"""The alerts topic: SNS encrypted with a customer key CloudWatch and Budgets may use, a policy both may publish
+under; the app's metrics namespace, and the metric the nginx access log gives it (shed requests)."""
 
 import json
 
@@ -9,7 +9,8 @@ from opsinfra.cfn.common import parameter, stateful
 from opsinfra.stacks import StackSettings
 
 
-def add_alerts_topic(t: Template, *, settings: StackSettings) -> Ref:
+def add_alerts_topic(t: Template, *, settings: StackSettings, budget_alerts: bool = False) -> Ref:
+    """budget_alerts: AWS Budgets may publish too (the app stack's budget, opsinfra/cfn/budget.py)."""
     email = parameter(
         t,
         "AlertEmail",
@@ -43,6 +44,7 @@ def add_alerts_topic(t: Template, *, settings: StackSettings) -> Ref:
                         "Resource": "*",
                         "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
                     },
+                    *([_budgets_may("kms:Decrypt", "kms:GenerateDataKey*", resource="*")] if budget_alerts else []),
                 ],
             },
         )
@@ -69,7 +71,8 @@ def add_alerts_topic(t: Template, *, settings: StackSettings) -> Ref:
                         "Action": "sns:Publish",
                         "Resource": Ref(topic),
                         "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
-                    }
+                    },
+                    *([_budgets_may("sns:Publish", resource=Ref(topic))] if budget_alerts else []),
                 ],
             },
         )
@@ -121,3 +124,14 @@ def add_shed_metric_filter(t: Template, *, settings: StackSettings, app_log_grou
             ],
         )
     )
+
+
+def _budgets_may(*actions: str, resource) -> dict:
+    return {
+        "Sid": "BudgetsPublish",
+        "Effect": "Allow",
+        "Principal": {"Service": "budgets.amazonaws.com"},
+        "Action": list(actions) if len(actions) > 1 else actions[0],
+        "Resource": resource,
+        "Condition": {"StringEquals": {"aws:SourceAccount": Ref("AWS::AccountId")}},
+    }

@@ -17,7 +17,7 @@ WORKFLOW_SECRETS = {"AWS_DEPLOY_ROLE_ARN": DEPLOY_ROLE, "AWS_PREVIEW_ROLE_ARN": 
 
 def production_role(invocation: Invocation) -> str | None:
     """The bootstrap role that runs the command in production; None for what an administrator runs with their own
-    credentials (the bootstrap and edge stacks, destroy_stack, stack_status)."""
+    credentials (the bootstrap and edge stacks, destroy_stack, stack_status, preflight)."""
     if invocation.name == "deploy_stack":
         if invocation.option("stack") != "app":
             return None

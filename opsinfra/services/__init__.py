@@ -12,4 +12,6 @@ cdn         CloudFront invalidations
 bundle      release bundles: the project and a Linux wheel of every pinned requirement
 release     uploading a release, migrations, the release parameter, instance refreshes
 schedule    one-off sale windows on the Auto Scaling group
+preflight   is the live app stack ready for a sale: the checklist and the monthly cost
+probes      HTTP probes of the running shop: the product cache, /health
 """

@@ -282,8 +282,12 @@ def _patch_moto_missing_types(patcher: pytest.MonkeyPatch) -> None:
         if found is not None or resource_type in parsing.NULL_MODELS:
             return found
         if resource_type not in stand_ins:
-            make = _distribution_class if resource_type == "AWS::CloudFront::Distribution" else _stand_in_class
-            stand_ins[resource_type] = make(CloudFormationModel, resource_type)
+            if resource_type == "AWS::CloudFront::Distribution":
+                stand_ins[resource_type] = _distribution_class(CloudFormationModel, resource_type)
+            elif resource_type in REGISTERED:
+                stand_ins[resource_type] = _registered_class(CloudFormationModel, resource_type)
+            else:
+                stand_ins[resource_type] = _stand_in_class(CloudFormationModel, resource_type)
         STANDING_IN.add(resource_type)
         return stand_ins[resource_type]
 
@@ -474,6 +478,7 @@ def _distribution_class(base, resource_type: str):
                     "Comment": str(config.get("Comment", "")),
                     "Enabled": True,
                     "Origins": {"Quantity": len(origins), "Items": origins},
+                    "WebACLId": str(config.get("WebACLId", "")),
                     "DefaultCacheBehavior": {
                         "TargetOriginId": behaviour.get("TargetOriginId", origins[0]["Id"] if origins else ""),
                         "ViewerProtocolPolicy": behaviour.get("ViewerProtocolPolicy", "redirect-to-https"),
@@ -494,6 +499,129 @@ def _distribution_class(base, resource_type: str):
 
     Distribution.__name__ = Distribution.__qualname__ = "StandInCloudFrontDistribution"
     return Distribution
+
+
+def _register_alarm(name: str, properties: dict, account_id: str, region_name: str) -> str:
+    """In CloudWatch's API with its actions and description (a metric-math alarm without its queries)."""
+    from moto.cloudwatch.models import cloudwatch_backends
+
+    cloudwatch_backends[account_id][region_name].put_metric_alarm(
+        name=name,
+        namespace=properties.get("Namespace"),
+        metric_name=properties.get("MetricName"),
+        comparison_operator=properties["ComparisonOperator"],
+        evaluation_periods=int(properties["EvaluationPeriods"]),
+        period=int(properties["Period"]) if "Period" in properties else None,
+        threshold=float(properties["Threshold"]),
+        statistic=properties.get("Statistic"),
+        extended_statistic=properties.get("ExtendedStatistic"),
+        description=properties.get("AlarmDescription", ""),
+        dimensions=[{"Name": item["Name"], "Value": str(item["Value"])} for item in properties.get("Dimensions", [])],
+        alarm_actions=[str(arn) for arn in properties.get("AlarmActions", [])],
+        ok_actions=[str(arn) for arn in properties.get("OKActions", [])],
+        treat_missing_data=properties.get("TreatMissingData"),
+    )
+    return name
+
+
+def _register_subscription(name: str, properties: dict, account_id: str, region_name: str) -> str:
+    """In SNS's API; moto confirms it at once (an email subscription waits for its link in AWS)."""
+    from moto.sns.models import sns_backends
+
+    backend = sns_backends[account_id][region_name]
+    return backend.subscribe(properties["TopicArn"], properties["Endpoint"], properties["Protocol"]).arn
+
+
+def _register_warm_pool(name: str, properties: dict, account_id: str, region_name: str) -> str:
+    from moto.autoscaling.models import autoscaling_backends
+
+    autoscaling_backends[account_id][region_name].put_warm_pool(
+        group_name=properties["AutoScalingGroupName"],
+        max_group_prepared_capacity=properties.get("MaxGroupPreparedCapacity"),
+        min_size=properties.get("MinSize"),
+        pool_state=properties.get("PoolState"),
+        instance_reuse_policy=properties.get("InstanceReusePolicy"),
+    )
+    return name
+
+
+def _register_replication_group(name: str, properties: dict, account_id: str, region_name: str) -> str:
+    """In ElastiCache's API with the template's node type, node count, multi-AZ, failover and snapshot retention."""
+    import inspect
+
+    from moto.elasticache.models import elasticache_backends
+
+    backend = elasticache_backends[account_id][region_name]
+    arguments = dict.fromkeys(inspect.signature(backend.create_replication_group).parameters)
+    group_id = properties.get("ReplicationGroupId", name)
+    arguments.update(
+        replication_group_id=group_id,
+        replication_group_description=properties.get("ReplicationGroupDescription", ""),
+        automatic_failover_enabled=str(properties.get("AutomaticFailoverEnabled", "")).lower() == "true",
+        multi_az_enabled=str(properties.get("MultiAZEnabled", "")).lower() == "true",
+        num_cache_clusters=int(properties.get("NumCacheClusters", 1)),
+        # moto 5.2.5 makes the replicas from this alone when cluster mode is off, and ignores num_cache_clusters.
+        replicas_per_node_group=int(properties.get("NumCacheClusters", 1)) - 1,
+        cache_node_type=properties.get("CacheNodeType"),
+        engine=properties.get("Engine", "redis"),
+        engine_version=properties.get("EngineVersion"),
+        port=int(properties.get("Port", 6379)),
+        snapshot_retention_limit=int(properties.get("SnapshotRetentionLimit", 0)),
+        transit_encryption_enabled=str(properties.get("TransitEncryptionEnabled", "")).lower() == "true",
+        at_rest_encryption_enabled=str(properties.get("AtRestEncryptionEnabled", "")).lower() == "true",
+        preferred_cache_cluster_azs=[],
+        cache_security_group_names=[],
+        security_group_ids=[],
+        tags=[],
+        snapshot_arns=[],
+        user_group_ids=[],
+        log_delivery_configurations=[],
+        node_group_configuration=[],
+    )
+    backend.create_replication_group(**arguments)
+    return group_id
+
+
+def _register_budget(name: str, properties: dict, account_id: str, region_name: str) -> str:
+    """In the Budgets API (global, in the partition's "aws" region) with its notifications and subscribers."""
+    from moto.budgets.models import budgets_backends
+
+    budget = json.loads(json.dumps(properties["Budget"], default=str))
+    budget["BudgetLimit"]["Amount"] = str(budget["BudgetLimit"]["Amount"])
+    budget.setdefault("BudgetName", name)
+    budgets_backends[account_id]["aws"].create_budget(
+        account_id=account_id,
+        budget=budget,
+        notifications=json.loads(json.dumps(properties.get("NotificationsWithSubscribers", []), default=str)),
+    )
+    return budget["BudgetName"]
+
+
+# Stand-ins that also create their resource in moto's own API for the service, so the commands that read it (the
+# preflight) find it there; each returns the physical id (a Ref), as CloudFormation would.
+REGISTERED = {
+    "AWS::CloudWatch::Alarm": _register_alarm,
+    "AWS::SNS::Subscription": _register_subscription,
+    "AWS::AutoScaling::WarmPool": _register_warm_pool,
+    "AWS::ElastiCache::ReplicationGroup": _register_replication_group,
+    "AWS::Budgets::Budget": _register_budget,
+}
+
+
+def _registered_class(base, resource_type: str):
+    stand_in = _stand_in_class(base, resource_type)
+    register = REGISTERED[resource_type]
+
+    class Registered(stand_in):
+        __module__ = "tests.opsinfra.emulator"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            properties = cloudformation_json.get("Properties", {})
+            return cls(register(resource_name, properties, account_id, region_name), properties)
+
+    Registered.__name__ = Registered.__qualname__ = "Registered" + resource_type.replace("::", "")
+    return Registered
 
 
 def _stand_in_class(base, resource_type: str):

@@ -190,7 +190,7 @@ def test_every_log_group_has_a_retention(variant):
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v[0] != "bootstrap"], ids=variant_id)
-def test_alerts_topic_key_lets_cloudwatch_publish(variant):
+def test_alerts_topic_key_lets_cloudwatch_and_the_budget_publish(variant):
     body = template(*variant)
     (topic,) = resources(body, "AWS::SNS::Topic").values()
     key_name = topic["Properties"]["KmsMasterKeyId"]["Ref"]
@@ -198,8 +198,15 @@ def test_alerts_topic_key_lets_cloudwatch_publish(variant):
     cloudwatch = [s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
     assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
     (policy,) = resources(body, "AWS::SNS::TopicPolicy").values()
-    (publish,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert publish["Principal"] == {"Service": "cloudwatch.amazonaws.com"} and publish["Action"] == "sns:Publish"
+    publishers = {s["Principal"]["Service"]: s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    # The app stack's budget alerts the same topic (opsinfra/cfn/budget.py); the edge stack has no budget.
+    services = (
+        {"cloudwatch.amazonaws.com", "budgets.amazonaws.com"} if variant[0] == "app" else {"cloudwatch.amazonaws.com"}
+    )
+    assert publishers == dict.fromkeys(services, "sns:Publish")
+    for service in services:
+        (grant,) = [s for s in statements if s["Principal"] == {"Service": service}]
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(grant["Action"])
 
 
 @ALL_VARIANTS
