@@ -223,6 +223,7 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     )
     templates = Sub(f"${{{bucket.title}.Arn}}/templates/*")
     releases = Sub(f"${{{bucket.title}.Arn}}/releases/*")
+    rotation_code = Sub(f"${{{bucket.title}.Arn}}/lambda/db-rotation/*")
     account = "arn:${AWS::Partition}:iam::${AWS::AccountId}"
     shop_roles = Sub(f"{account}:role/{project}-*")
     boundary_arn = role_boundary_arn(project)
@@ -322,6 +323,9 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                            StringEquals={"iam:PassedToService": "cloudformation.amazonaws.com"}),
                     # CloudFormation reads a TemplateURL with the caller's credentials; HeadObject is s3:GetObject.
                     _allow("Artifacts", ["s3:PutObject", "s3:GetObject"], [templates, releases]),
+                    # The rotation function's bundle, put before a change set that names it runs; the preview role
+                    # may not: the code runs with the database master secret.
+                    _allow("RotationCode", "s3:PutObject", rotation_code),
                     # Without ListBucket S3 answers HeadObject of a missing bundle with 403, not 404.
                     _allow("ListArtifacts", "s3:ListBucket", GetAtt(bucket, "Arn")),
                     # CloudFormation resolves SSM-typed parameters (the AMI id) with the caller's credentials.

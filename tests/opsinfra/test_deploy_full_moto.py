@@ -2,11 +2,14 @@
 presets. moto 5.2.5 does not model every resource type the app stack uses; conftest stands in for those (the list
 is in STANDING_IN) rather than the template being weakened."""
 
+import base64
+import hashlib
 import json
 
 import boto3
 import pytest
 
+from opsinfra.rotation.bundle import rotation_bundle
 from opsinfra.services import deploy, templates
 from opsinfra.services.diff import Resolver
 from tests.opsinfra.conftest import run
@@ -64,6 +67,12 @@ def test_deploy_real_bootstrap_then_app_stack(aws_env, outputs_dir, env):
     outputs = json.loads((outputs_dir / f"outputs-{name}.json").read_text())
     assert APP_OUTPUTS <= set(outputs)
     assert outputs["ReleaseParameterName"] == f"/shop/{env}/release"
+    # moto's Lambda made the rotation function from the bundle deploy_stack put where RotationCodeKey names it.
+    bundle = rotation_bundle()
+    assert parameters["RotationCodeKey"] == bundle.key
+    function = boto3.client("lambda").get_function(FunctionName=f"{name}-db-rotation")["Configuration"]
+    assert function["CodeSha256"] == base64.b64encode(hashlib.sha256(bundle.data).digest()).decode()
+    assert "AWS::Lambda::Function" not in STANDING_IN
     # The distribution exists for CloudFront's API too, so purge_cdn finds it from the outputs file.
     out, _ = run("purge_cdn", "--env", env, "--wait")
     assert f"created on {outputs['DistributionId']} for 1 path(s)" in out

@@ -7,15 +7,20 @@ through its Lambda, which runs functions in Docker): the new version id is regis
 and rotation is turned on. The steps then run as Lambda runs them, one call per step.
 """
 
+import io
 import json
+import subprocess
+import sys
 import time
 import uuid
+import zipfile
 
 import boto3
 import pg8000.native
 import psycopg
 import pytest
 
+from opsinfra.rotation import bundle
 from opsinfra.rotation import function as rotation
 from tests.shop.test_secret_rotation import cluster, secrets_server  # noqa: F401 - fixtures
 
@@ -188,3 +193,29 @@ def test_a_version_that_is_not_pending_is_refused_and_nothing_is_written(app_sec
         step(client, arn, version_with(client, arn, "AWSPENDING"), "dropSecret")
 
     assert stages(client, arn) == before_steps and len(before_steps) == len(before) + 1
+
+
+def test_the_lambda_bundle_is_reproducible_and_rotates_with_only_its_own_packages(app_secret, tmp_path):
+    """The zip deploy_stack uploads, unpacked as Lambda does (/var/task first on sys.path), runs a whole rotation in
+    a process of its own through lambda_handler, with pg8000 and what it imports taken from the zip."""
+    client, arn, sql = app_secret
+    built = bundle.rotation_bundle()
+    bundle.rotation_bundle.cache_clear()
+    assert bundle.rotation_bundle() == built
+    assert built.key == f"lambda/db-rotation/{built.sha256}.zip"
+    zipfile.ZipFile(io.BytesIO(built.data)).extractall(tmp_path)
+    token = rotation_start(arn)
+    script = f"""
+import json, sys
+sys.path.insert(0, {str(tmp_path)!r})
+import rotation, pg8000, scramp, asn1crypto, dateutil
+for module in (rotation, pg8000, scramp, asn1crypto, dateutil):
+    assert module.__file__.startswith({str(tmp_path)!r}), module.__file__
+for step in {list(rotation.STEPS)!r}:
+    rotation.lambda_handler({{"SecretId": {arn!r}, "ClientRequestToken": {token!r}, "Step": step}}, None)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert version_with(client, arn, "AWSCURRENT") == token
+    assert login(sql.port, CLONE, value(client, arn)["password"])
