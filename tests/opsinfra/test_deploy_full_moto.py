@@ -5,6 +5,7 @@ is in STANDING_IN) rather than the template being weakened."""
 import base64
 import hashlib
 import json
+import re
 
 import boto3
 import pytest
@@ -147,3 +148,28 @@ def test_parameter_change_on_the_app_stack_shows_old_and_new_values_and_what_fol
         "NatGateways=3",
     )
     assert out.splitlines()[-1] == "Stack shop-app-staging is up to date: nothing to deploy."
+
+
+def test_a_change_set_naming_another_rotation_bundle_is_not_executed(aws_env, outputs_dir, monkeypatch):
+    from django.core.management.base import CommandError
+
+    from opsinfra.rotation import bundle as rotation_bundles
+
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    run("deploy_stack", "--stack", "app", "--no-input", "--allow-wider-access")
+    out, _ = run("deploy_stack", "--stack", "app", "--no-input", "--no-execute", "--parameter", "NatGateways=3")
+    name = re.search(r"Change set (\S+) was created and not executed", out).group(1)
+    deployed = rotation_bundles.rotation_bundle().key
+    # This checkout now builds other code than the change set was made with.
+    other = rotation_bundles.Bundle(data=b"other", sha256=hashlib.sha256(b"other").hexdigest())
+    monkeypatch.setattr(rotation_bundles, "rotation_bundle", lambda: other)
+
+    with pytest.raises(CommandError, match="create the change set again from this checkout"):
+        run("deploy_stack", "--stack", "app", "--no-input", "--execute-changeset", name)
+
+    bucket = json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())["ArtifactsBucketName"]
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="lambda/")["Contents"]
+    assert [item["Key"] for item in listed] == [deployed]
+    stack = boto3.client("cloudformation").describe_stacks(StackName="shop-app-staging")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["NatGateways"] == "1"
