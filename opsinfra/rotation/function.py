@@ -97,14 +97,27 @@ def set_secret(client, *, arn: str, token: str) -> None:
     try:
         exists = connection.run("SELECT 1 FROM pg_roles WHERE rolname = :name", name=user)
         if not exists:
-            # Privileges belong to the base user; the clone holds them through membership (as shop-db-role makes it).
-            connection.run(f"CREATE ROLE {pg8000.native.identifier(user)} LOGIN IN ROLE "
-                           f"{pg8000.native.identifier(base)}")  # fmt: skip
+            _create_like(connection, user=user, base=base)
         connection.run(f"ALTER ROLE {pg8000.native.identifier(user)} WITH LOGIN PASSWORD "
                        f"{pg8000.native.literal(pending['password'])}")  # fmt: skip
     finally:
         connection.close()
     logger.info("setSecret: %s has the pending password", user)
+
+
+def _create_like(connection, *, user: str, base: str) -> None:
+    """The user as shop-db-role makes it: a member of the base user, which holds the privileges, with the base user's
+    settings (timezone, statement_timeout: role settings are not inherited through membership)."""
+    name = pg8000.native.identifier(user)
+    connection.run(f"CREATE ROLE {name} LOGIN IN ROLE {pg8000.native.identifier(base)}")
+    rows = connection.run(
+        "SELECT unnest(setconfig) FROM pg_db_role_setting JOIN pg_roles ON pg_roles.oid = setrole "
+        "WHERE rolname = :base AND setdatabase = 0",
+        base=base,
+    )
+    for (setting,) in rows:
+        key, value = setting.split("=", 1)
+        connection.run(f"ALTER ROLE {name} SET {pg8000.native.identifier(key)} = {pg8000.native.literal(value)}")
 
 
 def test_secret(client, *, arn: str, token: str) -> None:

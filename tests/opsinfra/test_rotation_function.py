@@ -86,6 +86,8 @@ def app_secret(cluster, secrets_server, monkeypatch):  # noqa: F811 - the import
         cluster(f"DROP ROLE IF EXISTS {role}")
     cluster(f"CREATE ROLE {MASTER} LOGIN CREATEROLE PASSWORD 'master-password'")
     cluster(f"CREATE ROLE {USER} LOGIN PASSWORD '{FIRST_PASSWORD}'")
+    cluster(f"ALTER ROLE {USER} SET statement_timeout = '5s'")
+    cluster(f"ALTER ROLE {USER} SET timezone = 'UTC'")
     client = boto3.client("secretsmanager")
     suffix = time.monotonic_ns()
     master = client.create_secret(
@@ -114,8 +116,14 @@ def test_each_rotation_alternates_the_user_and_the_credentials_in_use_keep_worki
     step(client, arn, token, "setSecret")
     assert login(sql.port, CLONE, pending["password"])
     assert login(sql.port, USER, FIRST_PASSWORD), "the current credentials stop working before finishSecret"
-    # The clone holds the base user's privileges through membership.
+    # The clone holds the base user's privileges through membership, and its own copy of the role's settings.
     assert sql("SELECT pg_has_role(%s, %s, 'MEMBER')", CLONE, USER) == [(True,)]
+    settings = "SELECT setconfig FROM pg_db_role_setting JOIN pg_roles ON pg_roles.oid = setrole WHERE rolname = %s"
+    assert (
+        sorted(sql(settings, CLONE)[0][0])
+        == sorted(sql(settings, USER)[0][0])
+        == ["TimeZone=UTC", "statement_timeout=5s"]
+    )
 
     step(client, arn, token, "testSecret")
     assert version_with(client, arn, "AWSCURRENT") == first_version
