@@ -93,7 +93,7 @@ def build_app(t: Template, settings: StackSettings) -> None:
         attachment=database.app_user_secret_attachment,
         artifacts_bucket=artifacts_bucket,
     )
-    add_rotation(t, settings=settings, network=network, groups=groups, inputs=rotation)  # fmt: skip
+    add_rotation(t, settings=settings, network=network, groups=groups, inputs=rotation)
     cache = add_cache(t, settings=settings, network=network, groups=groups, auth_token=secrets.cache_auth_token)
     balancer = add_load_balancer(
         t,
