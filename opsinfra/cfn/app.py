@@ -13,6 +13,7 @@ from opsinfra.cfn.edge import EdgeInputs, add_edge
 from opsinfra.cfn.loadbalancer import add_load_balancer, origin_port
 from opsinfra.cfn.network import add_interface_endpoints, add_network
 from opsinfra.cfn.observability import add_alerts_topic, add_shed_metric_filter, app_metrics_namespace
+from opsinfra.cfn.rotation import RotationInputs, add_rotation
 from opsinfra.cfn.secrets import add_secrets
 from opsinfra.cfn.security import add_certificate, add_web_acl
 from opsinfra.cfn.security_groups import POSTGRES_PORT, add_security_groups
@@ -87,6 +88,13 @@ def build_app(t: Template, settings: StackSettings) -> None:
     # One regional certificate for the ALB; in us-east-1 it also serves CloudFront.
     certificate = add_certificate(t, "SecurityCertificate", settings=settings) if settings.domain else None
     database = add_database(t, settings=settings, network=network, groups=groups, port=POSTGRES_PORT)
+    rotation = RotationInputs(
+        secret=database.app_user_secret,
+        master_secret=database.master_secret,
+        attachment=database.app_user_secret_attachment,
+        artifacts_bucket=artifacts_bucket,
+    )
+    add_rotation(t, settings=settings, network=network, groups=groups, inputs=rotation)
     cache = add_cache(t, settings=settings, network=network, groups=groups, auth_token=secrets.cache_auth_token)
     balancer = add_load_balancer(
         t,

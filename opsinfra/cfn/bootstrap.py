@@ -23,16 +23,27 @@ EXECUTION_POLICY_CHECKS = {
     2: ("CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111"),
 }
 BOUNDARY_ACTIONS = [
-    # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs) and
+    # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs, rotation) and
     # AmazonSSMManagedInstanceCore, which the instance role attaches. tests/opsinfra/test_iam_execution.py checks
     # that every action the app stack's roles are granted is inside.
     "autoscaling:CompleteLifecycleAction",
+    # The rotation function's network interfaces in the VPC.
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:UnassignPrivateIpAddresses",
     "ec2messages:*",
     "logs:CreateLogStream",
     "logs:DescribeLogStreams",
     "logs:PutLogEvents",
     "s3:GetObject",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:GetRandomPassword",
     "secretsmanager:GetSecretValue",
+    # The rotation function writes the database secret's new version and moves its stages.
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecretVersionStage",
     "ssm:DescribeAssociation",
     "ssm:DescribeDocument",
     "ssm:GetDeployablePatchSnapshotForInstance",
@@ -54,9 +65,6 @@ BOUNDARY_ACTIONS = [
 # is the deployed template the diff compares the new one with.
 CHANGE_SET_READ = ["cloudformation:DescribeChangeSet", "cloudformation:DescribeStacks", "cloudformation:GetTemplate",
                    "cloudformation:ListChangeSets"]  # fmt: skip
-# The app template's transform (hosted secret rotation) and the Serverless transform its expansion adds: a change set
-# of a template with a transform needs CreateChangeSet on the transform too.
-TRANSFORMS = ["SecretsManager-2020-07-23", "Serverless-2016-10-31"]
 
 
 def _policy(name: str, *statements: dict) -> iam.Policy:
@@ -215,6 +223,7 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     )
     templates = Sub(f"${{{bucket.title}.Arn}}/templates/*")
     releases = Sub(f"${{{bucket.title}.Arn}}/releases/*")
+    rotation_code = Sub(f"${{{bucket.title}.Arn}}/lambda/db-rotation/*")
     account = "arn:${AWS::Partition}:iam::${AWS::AccountId}"
     shop_roles = Sub(f"{account}:role/{project}-*")
     boundary_arn = role_boundary_arn(project)
@@ -244,7 +253,11 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     profile_actions = [action for action in iam_actions if "InstanceProfile" in action]
     role_actions = [action for action in iam_actions if action not in {*bounded, *profile_actions,
                                                                         "iam:CreateServiceLinkedRole"}]  # fmt: skip
-    passed_to = sorted({service for service in handler_needs.PASSED_TO.values() if service})
+    passed_to = sorted({service for service in handler_needs.PASSED_TO.values() if service} -
+                       set(handler_needs.PASSED_ONLY))  # fmt: skip
+    functions = Sub(f"arn:${{AWS::Partition}}:lambda:*:${{AWS::AccountId}}:function:{project}-*")
+    all_actions = handler_needs.execution_actions(handler_needs.handlers_types())
+    function_actions = sorted(action for action in all_actions if action.startswith("lambda:"))
     execution_role = t.add_resource(
         iam.Role(
             "BootstrapExecutionRole",
@@ -259,6 +272,9 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     _allow("InstanceProfiles", profile_actions, Sub(f"{account}:instance-profile/{project}-*")),
                     _allow("PassStackRoles", "iam:PassRole", shop_roles,
                            StringEquals={"iam:PassedToService": passed_to}),
+                    *[_allow(f"Pass{role}", "iam:PassRole", Sub(f"{account}:role/{project}-*-{role}-*"),
+                             StringEquals={"iam:PassedToService": service})
+                      for service, role in sorted(handler_needs.PASSED_ONLY.items())],
                     _allow("ServiceLinkedRoles", "iam:CreateServiceLinkedRole",
                            Sub(f"{account}:role/aws-service-role/*")),
                     {"Sid": "KeepBoundary", "Effect": "Deny", "Action": "iam:DeleteRolePermissionsBoundary",
@@ -268,11 +284,13 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                                 "iam:SetDefaultPolicyVersion"],
                      "Resource": boundary_arn},
                 ),
+                # The stacks' functions (the secret rotation) are named <stack name>-…: all start with the project.
+                _policy("stack-functions", _allow("Functions", function_actions, functions)),
             ],
         )
     )  # fmt: skip
     execution_role.DependsOn = [boundary.title]
-    _execution_policies(t, execution_role, handler_needs.execution_actions(handler_needs.handlers_types()))
+    _execution_policies(t, execution_role, {action for action in all_actions if not action.startswith("lambda:")})
     provider = t.add_resource(
         iam.OIDCProvider(
             "BootstrapGitHubOidcProvider",
@@ -286,7 +304,6 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
     stacks = Sub(f"arn:${{AWS::Partition}}:cloudformation:*:${{AWS::AccountId}}:stack/{project}-*/*")
     shop_groups = Sub("arn:${AWS::Partition}:autoscaling:*:${AWS::AccountId}:autoScalingGroup:*:"
                       f"autoScalingGroupName/{project}-*")  # fmt: skip
-    transforms = [Sub(f"arn:${{AWS::Partition}}:cloudformation:*:aws:transform/{name}") for name in TRANSFORMS]
     # Public parameters belong to no account.
     ami_parameter = Sub(f"arn:${{AWS::Partition}}:ssm:*::parameter{AL2023_AMI}")
     # The edge stack lives in us-east-1, so stack and distribution ARNs allow any region of the account.
@@ -300,13 +317,15 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     _allow("ChangeSets", ["cloudformation:CreateChangeSet", "cloudformation:ExecuteChangeSet",
                                           "cloudformation:DeleteChangeSet", "cloudformation:CancelUpdateStack",
                                           "cloudformation:DescribeStackEvents", *CHANGE_SET_READ], stacks),
-                    _allow("Transforms", "cloudformation:CreateChangeSet", transforms),
                     # The app stack's policy (no replacement of the database or the cache), set around each update.
                     _allow("StackPolicy", "cloudformation:SetStackPolicy", stacks),
                     _allow("PassExecutionRole", "iam:PassRole", GetAtt(execution_role, "Arn"),
                            StringEquals={"iam:PassedToService": "cloudformation.amazonaws.com"}),
                     # CloudFormation reads a TemplateURL with the caller's credentials; HeadObject is s3:GetObject.
                     _allow("Artifacts", ["s3:PutObject", "s3:GetObject"], [templates, releases]),
+                    # The rotation function's bundle, put before a change set that names it runs; the preview role
+                    # may not: the code runs with the database master secret.
+                    _allow("RotationCode", "s3:PutObject", rotation_code),
                     # Without ListBucket S3 answers HeadObject of a missing bundle with 403, not 404.
                     _allow("ListArtifacts", "s3:ListBucket", GetAtt(bucket, "Arn")),
                     # CloudFormation resolves SSM-typed parameters (the AMI id) with the caller's credentials.
@@ -345,7 +364,6 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     "preview",
                     _allow("ChangeSets", ["cloudformation:CreateChangeSet", "cloudformation:DeleteChangeSet",
                                           *CHANGE_SET_READ], stacks),
-                    _allow("Transforms", "cloudformation:CreateChangeSet", transforms),
                     # The app template is over 51,200 bytes: it goes to S3 first, and CloudFormation reads it back
                     # with the caller's credentials.
                     _allow("Templates", ["s3:PutObject", "s3:GetObject"], templates),

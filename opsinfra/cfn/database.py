@@ -1,14 +1,13 @@
-"""RDS PostgreSQL 15, its master and app-role secrets, the app secret's rotation, and the RDS Proxy in front.
+"""RDS PostgreSQL 15, its master and app-role secrets, and the RDS Proxy in front.
 
 The master password is RDS's own (ManageMasterUserPassword): RDS keeps it in a secret and rotates it every 7 days.
-The app role's secret rotates with Secrets Manager's hosted PostgreSQL multi-user function, which the
-AWS::SecretsManager transform expands (deploy_stack passes CAPABILITY_AUTO_EXPAND): it alternates between
-shop_app and shop_app_clone, so the password being replaced keeps working until every client has the new one.
+The app role's secret rotates with the stack's own multi-user function (opsinfra/cfn/rotation.py): it alternates
+between shop_app and shop_app_clone, so the password being replaced keeps working until every client has the new one.
 """
 
 from dataclasses import dataclass
 
-from troposphere import GetAtt, Join, Ref, Sub, Template, iam, rds, secretsmanager
+from troposphere import GetAtt, Ref, Sub, Template, iam, rds, secretsmanager
 
 from opsinfra.cfn.common import SECRETS_KEY_REASON, checkov_skip, log_group, parameter, service_trust, stateful
 from opsinfra.cfn.network import Network
@@ -21,9 +20,6 @@ MASTER_USER = "shop_admin"
 # The application's own role: not the master user. Migrations create it with timezone UTC and statement_timeout
 # set on the role, because the proxy pins a session on SET and rejects a startup `options` parameter.
 APP_USER = "shop_app"
-ROTATION_SCHEDULE = "rate(30 days)"
-# The transform that expands a RotationSchedule's HostedRotationLambda into the rotation function.
-ROTATION_TRANSFORM = "AWS::SecretsManager-2020-07-23"
 PROXY_IDLE_CLIENT_TIMEOUT = 1800
 PROXY_MAX_IDLE_PERCENT = 50
 
@@ -35,6 +31,7 @@ class Database:
     proxy_endpoint: GetAtt
     master_secret: GetAtt
     app_user_secret: Ref
+    app_user_secret_attachment: str  # logical id: the secret has host and port once it exists
 
 
 def _app_user_secret(t: Template, *, master_secret: GetAtt, port: int) -> Ref:
@@ -150,8 +147,6 @@ def add_database(
             TargetType="AWS::RDS::DBInstance",
         )
     )
-    _add_rotation(t, settings=settings, network=network, groups=groups, secret=app_user_secret,
-                  master_secret=master_secret, attachment=attachment)  # fmt: skip
     proxy_name, endpoint = _add_proxy(
         t,
         settings=settings,
@@ -166,30 +161,7 @@ def add_database(
         proxy_endpoint=endpoint,
         master_secret=master_secret,
         app_user_secret=app_user_secret,
-    )
-
-
-def _add_rotation(t: Template, *, settings: StackSettings, network: Network, groups: SecurityGroups, secret,
-                  master_secret, attachment) -> None:  # fmt: skip
-    """Secrets Manager's hosted multi-user rotation: a function in the private subnets that reaches the database
-    directly (the rotation security group) and Secrets Manager through its endpoint or the NAT."""
-    t.set_transform(ROTATION_TRANSFORM)
-    t.add_resource(
-        secretsmanager.RotationSchedule(
-            "DatabaseAppSecretRotation",
-            DependsOn=attachment.title,
-            SecretId=secret,
-            HostedRotationLambda=secretsmanager.HostedRotationLambda(
-                RotationType="PostgreSQLMultiUser",
-                RotationLambdaName=f"{settings.stack_name}-db-rotation",
-                MasterSecretArn=master_secret,
-                VpcSubnetIds=Join(",", network.private_subnets),
-                VpcSecurityGroupIds=groups.rotation,
-                ExcludeCharacters=RDS_REJECTED + SQL_UNSAFE,
-            ),
-            RotationRules=secretsmanager.RotationRules(ScheduleExpression=ROTATION_SCHEDULE),
-            RotateImmediatelyOnUpdate=False,
-        )
+        app_user_secret_attachment=attachment.title,
     )
 
 

@@ -46,6 +46,16 @@ NOT_NEEDED = {
     ("AWS::SNS::Subscription", "iam:GetRole"): "delivery status logging roles: not set",
     ("AWS::SecretsManager::Secret", "secretsmanager:ReplicateSecretToRegions"): "secrets are not replicated",
     ("AWS::SecretsManager::Secret", "secretsmanager:RemoveRegionsFromReplication"): "secrets are not replicated",
+    ("AWS::Lambda::Function", "elasticfilesystem:*"): "no EFS file system is mounted in the function",
+    ("AWS::Lambda::Function", "s3files:*"): "no S3 file system is mounted in the function",
+    ("AWS::Lambda::Function", "kms:*"): "no KmsKeyArn: the environment is encrypted with Lambda's own key",
+    ("AWS::Lambda::Function", "lambda:AssociateRuntimeAlias"): "not an IAM action (IAM's Lambda actions lack it, "
+    "cfn-lint W3037)",
+    ("AWS::Lambda::Function", "lambda:GetLayerVersion"): "no layers: pg8000 is in the function's bundle",
+    ("AWS::Lambda::Function", "lambda:GetCodeSigningConfig"): "no CodeSigningConfigArn",
+    ("AWS::Lambda::Function", "lambda:PutFunctionCodeSigningConfig"): "no CodeSigningConfigArn",
+    ("AWS::Lambda::Function", "lambda:PassCapacityProvider"): "no capacity provider: the function runs on demand",
+    ("AWS::Lambda::Function", "s3:GetObjectVersion"): "the code is named by key only (its SHA-256), no version",
     # The boundary is the point: CloudFormation must never take it off a role.
     ("AWS::IAM::Role", "iam:DeleteRolePermissionsBoundary"): "denied: every stack role keeps the boundary",
 }
@@ -56,7 +66,13 @@ PASSED_TO = {
     "AWS::AutoScaling::AutoScalingGroup": "ec2.amazonaws.com",
     "AWS::RDS::DBProxy": "rds.amazonaws.com",
     "AWS::EC2::FlowLog": "vpc-flow-logs.amazonaws.com",
+    "AWS::Lambda::Function": "lambda.amazonaws.com",
 }
+# Services only one role of the stacks may be passed to: service → the role's logical id.
+PASSED_ONLY = {"lambda.amazonaws.com": "DatabaseRotationRole"}
+# Lambda actions name the function: the execution role holds them on the project's function names only.
+FUNCTION_TYPES = {"AWS::Lambda::Function": "FunctionName", "AWS::Lambda::Permission": "FunctionName",
+                  "AWS::SecretsManager::RotationSchedule": "RotationLambdaARN"}  # fmt: skip
 # IAM actions on a role that carry the role's permissions boundary in the request context (iam:PermissionsBoundary).
 BOUNDARY_ACTIONS = (
     "iam:AttachRolePolicy",
@@ -129,6 +145,16 @@ def _references(node) -> set[str]:
     return found
 
 
+def _function_arn(resolver, value, place) -> str:
+    """The function a Lambda property names: a function name, or an ARN (GetAtt Arn of the stack's function)."""
+    resolved = resolver.value(value)
+    if not isinstance(resolved, str) or resolved == UNKNOWN_RESOURCE:
+        return UNKNOWN_RESOURCE
+    if resolved.startswith("arn:"):
+        return resolved
+    return f"arn:{place.partition}:lambda:{place.region}:{place.account}:function:{resolved}"
+
+
 def stack_needs(template: dict, place) -> list[Need]:
     """Every permission the execution role needs for the stack's resources, with resource ARNs where IAM scopes
     them (the stack's roles and instance profiles) and the request context IAM conditions read."""
@@ -160,6 +186,8 @@ def stack_needs(template: dict, place) -> list[Need]:
                     continue
             elif kind == "AWS::IAM::InstanceProfile" and action.startswith("iam:"):
                 target = resolver.attribute(logical_id, "Arn")
+            elif kind in FUNCTION_TYPES and action.startswith("lambda:"):
+                target = _function_arn(resolver, properties.get(FUNCTION_TYPES[kind]), place)
             elif action == "iam:CreateServiceLinkedRole":
                 target = f"arn:{place.partition}:iam::{place.account}:role/aws-service-role/{kind}"
             needs.append(Need(place.stack_name, logical_id, kind, action, target, context))

@@ -71,7 +71,15 @@ class Resolver:
         if logical_id in self.place.physical:
             return self.place.physical[logical_id]
         properties = self.resources[logical_id].get("Properties", {})
-        for key in ("RoleName", "ManagedPolicyName", "BucketName", "LogGroupName", "Name", "InstanceProfileName"):
+        for key in (
+            "RoleName",
+            "ManagedPolicyName",
+            "BucketName",
+            "LogGroupName",
+            "Name",
+            "InstanceProfileName",
+            "FunctionName",
+        ):
             if key in properties:
                 return self.value(properties[key])
         return f"{self.place.stack_name}-{logical_id}-{SUFFIX}"
@@ -104,6 +112,8 @@ class Resolver:
                 return f"arn:{p}:s3:::{physical}"
             if kind == "AWS::Logs::LogGroup":
                 return f"arn:{p}:logs:{region}:{account}:log-group:{physical}:*"
+            if kind == "AWS::Lambda::Function":
+                return f"arn:{p}:lambda:{region}:{account}:function:{physical}"
         if kind == "AWS::IAM::Role" and attribute == "RoleId":
             return physical
         return UNKNOWN_RESOURCE

@@ -6,6 +6,7 @@ changesets  create, wait for, describe and delete change sets; read a stack's or
 diff        what a deploy changes: parameters, properties, IAM grants and security-group rules (pure)
 events      follow a stack operation's events until it ends
 deploy      plan and apply a stack deploy, and the recovery of stuck stacks
+rotation_code  the database secret rotation function's bundle, uploaded before a change set that names it runs
 destroy     delete a stack and say what survives
 status      a stack's status, events, outputs, live release and drift
 cdn         CloudFront invalidations

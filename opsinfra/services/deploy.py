@@ -14,8 +14,7 @@ from opsinfra.services.events import Outcome
 
 EDGE_PARAMETERS = {"EdgeWebAclArn", "EdgeCertificateArn"}
 EDGE_REGION = "us-east-1"
-# AUTO_EXPAND: the app stack's AWS::SecretsManager transform expands into the secret's rotation function.
-CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
+CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
 
 
 @dataclass(frozen=True)

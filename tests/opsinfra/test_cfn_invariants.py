@@ -334,7 +334,8 @@ def test_no_credential_a_web_instance_can_obtain_reads_the_master_secret(variant
         for statement in _statements(other)
         if MASTER_SECRET in _as_list(statement["Resource"])
     }
-    assert readers == {"DatabaseProxyRole", "ComputeMigrationInstanceRole"}
+    # The rotation function logs in as the master user to set the other user's password.
+    assert readers == {"DatabaseProxyRole", "ComputeMigrationInstanceRole", "DatabaseRotationRole"}
     (migration,) = [g for g in resources(body, "AWS::AutoScaling::AutoScalingGroup").values() if g is not group]
     assert _role_of_group(body, migration)[0] == "ComputeMigrationInstanceRole"
     assert not migration["Properties"].get("TargetGroupARNs")
@@ -346,13 +347,29 @@ def test_master_password_is_rds_managed_and_the_app_secret_rotates_multi_user(va
     database = body["Resources"]["DatabaseInstance"]["Properties"]
     assert database["ManageMasterUserPassword"] is True
     assert "MasterUserPassword" not in database
-    assert body["Transform"] == "AWS::SecretsManager-2020-07-23"
+    assert "Transform" not in body
     (schedule,) = resources(body, "AWS::SecretsManager::RotationSchedule").values()
-    hosted = schedule["Properties"]["HostedRotationLambda"]
     assert schedule["Properties"]["SecretId"] == {"Ref": "DatabaseAppSecret"}
-    assert hosted["RotationType"] == "PostgreSQLMultiUser"
-    assert hosted["MasterSecretArn"] == MASTER_SECRET
+    assert schedule["Properties"]["RotationLambdaARN"] == {"Fn::GetAtt": ["DatabaseRotationFunction", "Arn"]}
+    assert "HostedRotationLambda" not in schedule["Properties"]
     assert schedule["Properties"]["RotationRules"]["ScheduleExpression"] == "rate(30 days)"
+    assert set(schedule["DependsOn"]) == {"DatabaseAppSecretAttachment", "DatabaseRotationPermission"}
+    function = body["Resources"]["DatabaseRotationFunction"]["Properties"]
+    assert function["Handler"] == "rotation.lambda_handler" and function["Runtime"].startswith("python3")
+    assert function["Code"]["S3Key"] == {"Ref": "RotationCodeKey"}
+    assert re.fullmatch(body["Parameters"]["RotationCodeKey"]["AllowedPattern"],
+                        body["Parameters"]["RotationCodeKey"]["Default"])  # fmt: skip
+    # Only Secrets Manager invokes it, for this secret only.
+    permission = body["Resources"]["DatabaseRotationPermission"]["Properties"]
+    assert permission["Principal"] == "secretsmanager.amazonaws.com"
+    assert permission["SourceArn"] == {"Ref": "DatabaseAppSecret"}
+    # Its role writes the app secret only and reads the master secret; the boundary covers it (test_iam_execution).
+    role = body["Resources"]["DatabaseRotationRole"]
+    assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "lambda.amazonaws.com"
+    }
+    writes = [s for s in _statements(role) if "secretsmanager:PutSecretValue" in _as_list(s["Action"])]
+    assert [s["Resource"] for s in writes] == [{"Ref": "DatabaseAppSecret"}]
     # The function reads masterarn and host from the secret it rotates.
     shape, values = body["Resources"]["DatabaseAppSecret"]["Properties"]["GenerateSecretString"][
         "SecretStringTemplate"
@@ -360,9 +377,10 @@ def test_master_password_is_rds_managed_and_the_app_secret_rotates_multi_user(va
     assert json.loads(shape.replace("${Master}", "x"))["masterarn"] == "x" and values["Master"] == MASTER_SECRET
     (attachment,) = resources(body, "AWS::SecretsManager::SecretTargetAttachment").values()
     assert attachment["Properties"]["SecretId"] == {"Ref": "DatabaseAppSecret"}
-    # It reaches PostgreSQL directly, from its own group.
+    # It runs in the private subnets and reaches PostgreSQL directly, from its own group.
     rotation_group = {"Fn::GetAtt": ["NetworkRotationSecurityGroup", "GroupId"]}
-    assert hosted["VpcSecurityGroupIds"] == rotation_group
+    assert function["VpcConfig"]["SecurityGroupIds"] == [rotation_group]
+    assert function["VpcConfig"]["SubnetIds"] == [{"Ref": f"NetworkPrivateSubnet{n}"} for n in (1, 2, 3)]
     ingress = [r["Properties"] for r in resources(body, "AWS::EC2::SecurityGroupIngress").values()]
     database_group = {"Fn::GetAtt": ["NetworkDatabaseSecurityGroup", "GroupId"]}
     sources = {

@@ -2,11 +2,15 @@
 presets. moto 5.2.5 does not model every resource type the app stack uses; conftest stands in for those (the list
 is in STANDING_IN) rather than the template being weakened."""
 
+import base64
+import hashlib
 import json
+import re
 
 import boto3
 import pytest
 
+from opsinfra.rotation.bundle import rotation_bundle
 from opsinfra.services import deploy, templates
 from opsinfra.services.diff import Resolver
 from tests.opsinfra.conftest import run
@@ -64,6 +68,12 @@ def test_deploy_real_bootstrap_then_app_stack(aws_env, outputs_dir, env):
     outputs = json.loads((outputs_dir / f"outputs-{name}.json").read_text())
     assert APP_OUTPUTS <= set(outputs)
     assert outputs["ReleaseParameterName"] == f"/shop/{env}/release"
+    # moto's Lambda made the rotation function from the bundle deploy_stack put where RotationCodeKey names it.
+    bundle = rotation_bundle()
+    assert parameters["RotationCodeKey"] == bundle.key
+    function = boto3.client("lambda").get_function(FunctionName=f"{name}-db-rotation")["Configuration"]
+    assert function["CodeSha256"] == base64.b64encode(hashlib.sha256(bundle.data).digest()).decode()
+    assert "AWS::Lambda::Function" not in STANDING_IN
     # The distribution exists for CloudFront's API too, so purge_cdn finds it from the outputs file.
     out, _ = run("purge_cdn", "--env", env, "--wait")
     assert f"created on {outputs['DistributionId']} for 1 path(s)" in out
@@ -138,3 +148,28 @@ def test_parameter_change_on_the_app_stack_shows_old_and_new_values_and_what_fol
         "NatGateways=3",
     )
     assert out.splitlines()[-1] == "Stack shop-app-staging is up to date: nothing to deploy."
+
+
+def test_a_change_set_naming_another_rotation_bundle_is_not_executed(aws_env, outputs_dir, monkeypatch):
+    from django.core.management.base import CommandError
+
+    from opsinfra.rotation import bundle as rotation_bundles
+
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    run("deploy_stack", "--stack", "app", "--no-input", "--allow-wider-access")
+    out, _ = run("deploy_stack", "--stack", "app", "--no-input", "--no-execute", "--parameter", "NatGateways=3")
+    name = re.search(r"Change set (\S+) was created and not executed", out).group(1)
+    deployed = rotation_bundles.rotation_bundle().key
+    # This checkout now builds other code than the change set was made with.
+    other = rotation_bundles.Bundle(data=b"other", sha256=hashlib.sha256(b"other").hexdigest())
+    monkeypatch.setattr(rotation_bundles, "rotation_bundle", lambda: other)
+
+    with pytest.raises(CommandError, match="create the change set again from this checkout"):
+        run("deploy_stack", "--stack", "app", "--no-input", "--execute-changeset", name)
+
+    bucket = json.loads((outputs_dir / "outputs-shop-bootstrap.json").read_text())["ArtifactsBucketName"]
+    listed = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="lambda/")["Contents"]
+    assert [item["Key"] for item in listed] == [deployed]
+    stack = boto3.client("cloudformation").describe_stacks(StackName="shop-app-staging")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["NatGateways"] == "1"

@@ -128,7 +128,7 @@ _ANY_CHANGE_SET = {
     "StackName": STACK,
     "ChangeSetName": ANY,
     "Parameters": ANY,
-    "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
     "Tags": ANY,
     "ClientToken": ANY,
     "Description": ANY,

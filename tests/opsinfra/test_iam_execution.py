@@ -99,6 +99,15 @@ def test_execution_role_has_no_service_wildcard_and_cannot_remove_the_boundary(e
     # Nor one outside the project's names, nor may a role be passed to a service the stacks do not use.
     passing = {"iam:PassedToService": "lambda.amazonaws.com"}
     assert not evaluate(Request("iam:PassRole", shop_role, passing), identity=list(role.policies)).allowed
+    # Lambda gets the rotation function's role only; functions are made and changed under the project's names only.
+    rotation_role = f"arn:aws:iam::{ACCOUNT}:role/shop-app-production-DatabaseRotationRole-X"
+    assert evaluate(Request("iam:PassRole", rotation_role, passing), identity=list(role.policies)).allowed
+    function = "arn:aws:lambda:us-east-1:{}:function:{}"
+    for action in ("lambda:CreateFunction", "lambda:UpdateFunctionCode", "lambda:AddPermission"):
+        assert evaluate(Request(action, function.format(ACCOUNT, "shop-app-production-db-rotation")),
+                        identity=list(role.policies)).allowed  # fmt: skip
+        assert not evaluate(Request(action, function.format(ACCOUNT, "other-function")),
+                            identity=list(role.policies)).allowed  # fmt: skip
 
 
 def test_every_stack_role_carries_the_bootstrap_boundary_and_stays_inside_it(execution_role, stack_templates):
@@ -107,7 +116,17 @@ def test_every_stack_role_carries_the_bootstrap_boundary_and_stays_inside_it(exe
     assert boundary_arn in managed
     outside = []
     for (stack, env), template in stack_templates.items():
-        for role in role_model.roles(template, _place(stack, env), known_policies=managed).values():
+        # Every role is one of the template's own resources: no transform or nested stack creates roles unseen.
+        assert "Transform" not in template
+        assert not [
+            kind
+            for resource in template["Resources"].values()
+            if (kind := resource["Type"]) == "AWS::CloudFormation::Stack" or kind.startswith("AWS::Serverless")
+        ]
+        created = role_model.roles(template, _place(stack, env), known_policies=managed)
+        assert set(created) == {name for name, resource in template["Resources"].items()
+                                if resource["Type"] == "AWS::IAM::Role"}  # fmt: skip
+        for role in created.values():
             assert role.boundary_arn == boundary_arn, role.logical_id
             boundary = role_model.boundary_documents(role, managed)
             for document in role.policies:

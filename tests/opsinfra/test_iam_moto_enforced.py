@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 import pytest
 from django.core.management.base import CommandError
 
@@ -206,9 +207,12 @@ def test_enforced_preview_role_creates_a_change_set_but_cannot_deploy(enforced, 
 
     run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--no-execute",
         "--changeset-name", "preview-pr-7-1", "--parameter", "AlertEmail=oncall@example.com")  # fmt: skip
-    with pytest.raises(CommandError, match=r"not authorized|AccessDenied|Access denied"):
+    # Refused at its first write: the rotation function's bundle, which only the deploy role may put.
+    with pytest.raises(CommandError, match=r"(?i)not authorized|AccessDenied|Access denied"):
         run("deploy_stack", "--stack", "app", "--env", "production", "--no-input",
             "--execute-changeset", "preview-pr-7-1")  # fmt: skip
+    with pytest.raises(botocore.exceptions.ClientError, match=r"AccessDenied|not authorized"):
+        client("cloudformation").execute_change_set(ChangeSetName="preview-pr-7-1", StackName="shop-app-production")
     run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--delete-changeset", "preview-pr-7-1")
 
     act_as(monkeypatch, administrator)

@@ -31,7 +31,7 @@ def committed_copy(tmp_path, monkeypatch):
 def test_synth_check_committed_templates_match_the_code():
     output = _synth("--check")
     assert "All 4 committed templates match the code." in output
-    assert "app-production.json: 131 resources" in output
+    assert "app-production.json: 135 resources" in output
     assert "bytes compact" in output
 
 
@@ -58,7 +58,7 @@ def test_synth_writes_the_committed_file_byte_for_byte(tmp_path):
     target = tmp_path / "app-staging.json"
     output = _synth("--stack", "app", "--env", "staging", "--output", str(target))
     assert target.read_text() == (synth.TEMPLATES_DIR / "app-staging.json").read_text()
-    assert "129 resources" in output and "51,200" in output
+    assert "133 resources" in output and "51,200" in output
 
 
 def test_synth_default_writes_every_committed_template(committed_copy):

@@ -8,7 +8,7 @@ from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments, key_values
 from opsinfra.management.base import OpsCommand
 from opsinfra.management.output import diff_lines, event_line, table
-from opsinfra.services import changesets, deploy, stackpolicy
+from opsinfra.services import changesets, deploy, rotation_code, stackpolicy
 from opsinfra.services.events import Outcome
 
 FAILURES_SHOWN = 5
@@ -151,6 +151,9 @@ class Command(OpsCommand):
                 f"Not executed. To execute it later: {target.command(f'--execute-changeset {change_set.name}')}"
             )
             return
+        staged = rotation_code.rotation_code_stage(change_set=change_set, region=target.region)
+        if staged and self.verbosity >= 2:
+            self.stdout.write(f"Rotation function bundle: {staged}.")
         lift = options["lift_stack_policy"]
         with stackpolicy.stack_policy_guard(
             target=target, change_set_type=change_set_type, lift=lift, on_warning=self.show_warning
