@@ -23,7 +23,7 @@ EXECUTION_POLICY_CHECKS = {
     2: ("CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111"),
 }
 BOUNDARY_ACTIONS = [
-    # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs) and
+    # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs, loadgen) and
     # AmazonSSMManagedInstanceCore, which the instance role attaches. tests/opsinfra/test_iam_execution.py checks
     # that every action the app stack's roles are granted is inside.
     "autoscaling:CompleteLifecycleAction",
@@ -32,6 +32,7 @@ BOUNDARY_ACTIONS = [
     "logs:DescribeLogStreams",
     "logs:PutLogEvents",
     "s3:GetObject",
+    "s3:PutObject",  # the loadgen master's results, under loadgen/<stack name>/results/ of the artifacts bucket
     "secretsmanager:GetSecretValue",
     "ssm:DescribeAssociation",
     "ssm:DescribeDocument",
