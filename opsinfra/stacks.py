@@ -76,6 +76,12 @@ class StackSettings:
         return f"/{self.project}/{self.env}/release"
 
     @property
+    def allow_parameter_name(self) -> str:
+        """The SSM parameter the instances read RATELIMIT_ALLOW_IPS from; the loadgen deploy writes it, its destroy
+        deletes it, no stack manages it."""
+        return f"/{self.project}/{self.env}/ratelimit-allow-ips"
+
+    @property
     def cloudfront_prefix_list_id(self) -> str:
         return CLOUDFRONT_PREFIX_LISTS[self.region]
 
