@@ -8,7 +8,7 @@ from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments, key_values
 from opsinfra.management.base import OpsCommand
 from opsinfra.management.output import diff_lines, event_line, table
-from opsinfra.services import changesets, deploy, stackpolicy
+from opsinfra.services import changesets, deploy, loadgen, stackpolicy
 from opsinfra.services.events import Outcome
 
 FAILURES_SHOWN = 5
@@ -130,6 +130,9 @@ class Command(OpsCommand):
                     self.stdout.write(f"  parameter {parameter['ParameterKey']} = {value}")
             if plan.up_to_date:
                 self.stdout.write(self.style.SUCCESS(f"Stack {target.stack_name} is up to date: nothing to deploy."))
+                if target.stack == "loadgen":
+                    self.allow_fleet(target, deploy.deploy_finish(target=target, outputs_file=options["outputs_file"],
+                                                                  termination_protection=False)[0])  # fmt: skip
                 if options["fail_on_empty"]:
                     raise CommandError(f"Stack {target.stack_name} had no changes and --fail-on-empty was given.")
                 return
@@ -151,6 +154,8 @@ class Command(OpsCommand):
                 f"Not executed. To execute it later: {target.command(f'--execute-changeset {change_set.name}')}"
             )
             return
+        if target.stack == "loadgen":
+            self.stdout.write(f"Load tests uploaded to {loadgen.loadtests_upload(target=target)}.")
         lift = options["lift_stack_policy"]
         with stackpolicy.stack_policy_guard(
             target=target, change_set_type=change_set_type, lift=lift, on_warning=self.show_warning
@@ -178,6 +183,13 @@ class Command(OpsCommand):
             for line in table(["output", "value"], sorted(outputs.items())):
                 self.stdout.write(line)
         self.stdout.write(f"Outputs saved to {path}.")
+        if target.stack == "loadgen":
+            self.allow_fleet(target, outputs)
+
+    def allow_fleet(self, target, outputs):
+        """The fleet's addresses on the app's allow lists (RATELIMIT_ALLOW_IPS and the WAF IP set)."""
+        allowed = loadgen.allow_list_apply(target=target, outputs=outputs)
+        self.stdout.write(allow_lines(allowed, verb="allowed"))
 
     def recover(self, cfn, target, existing):
         """Offer the way out of the two states that need a decision; anything else goes back as it is."""
@@ -275,3 +287,18 @@ class Command(OpsCommand):
         if outcome.timed_out:
             raise CommandError(f"Deploy of {target.stack_name} did not finish within {timeout:g} minutes.")
         raise CommandError(f"Deploy of {target.stack_name} failed: the stack is {outcome.status}.")
+
+
+def allow_lines(allowed, *, verb: str) -> str:
+    """What deploy_stack and destroy_stack say about the fleet's addresses on the allow lists."""
+    addresses = ", ".join(allowed.addresses) or "no address"
+    lines = [f"Fleet addresses {addresses} {verb}:", f"  RATELIMIT_ALLOW_IPS: SSM parameter {allowed.parameter}"]
+    if allowed.web_acl_stack:
+        lines.append(f"  WAF rate rule: allow-list IP set of {allowed.web_acl_stack}")
+    else:
+        lines.append("  WAF rate rule: no web ACL stack found in us-east-1, nothing to change")
+    if allowed.refresh:
+        lines.append(f"  app instances: instance refresh {allowed.refresh} of {allowed.app_group} reads the new list")
+    elif allowed.app_group is None:
+        lines.append("  app instances: no app stack in this region to refresh; instances read the list at boot")
+    return "\n".join(lines)
