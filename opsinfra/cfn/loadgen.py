@@ -129,10 +129,12 @@ def _network(t: Template, settings: StackSettings) -> dict:
     zone = Select(0, GetAZs(""))
     public = t.add_resource(
         ec2.Subnet("LoadgenPublicSubnet", VpcId=Ref(vpc), CidrBlock=PUBLIC_CIDR, AvailabilityZone=zone,
+                   MapPublicIpOnLaunch=False,
                    Tags=name_tags(Sub("${AWS::StackName}-public")))
     )  # fmt: skip
     private = t.add_resource(
         ec2.Subnet("LoadgenPrivateSubnet", VpcId=Ref(vpc), CidrBlock=PRIVATE_CIDR, AvailabilityZone=zone,
+                   MapPublicIpOnLaunch=False,
                    Tags=name_tags(Sub("${AWS::StackName}-private")))
     )  # fmt: skip
     public_table = t.add_resource(ec2.RouteTable("LoadgenPublicRouteTable", VpcId=Ref(vpc)))

@@ -110,7 +110,7 @@ def fleet_addresses(outputs: dict[str, str]) -> tuple[str, ...]:
 
 
 def allow_parameter_name(target: Target) -> str:
-    return f"/{target.settings.project}/{target.env}/ratelimit-allow-ips"
+    return target.settings.allow_parameter_name
 
 
 def web_acl_stack(target: Target) -> str:

@@ -27,6 +27,7 @@ def patch_moto(patcher: pytest.MonkeyPatch) -> None:
     _patch_moto_role_deletion(patcher)
     _patch_moto_instances_from_launch_templates(patcher)
     _patch_moto_network_deletion(patcher)
+    _patch_moto_stack_resources(patcher)
 
 
 def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
@@ -470,6 +471,16 @@ def _patch_moto_instances_from_launch_templates(patcher: pytest.MonkeyPatch) -> 
                         region_name, **kwargs)  # fmt: skip
 
     patcher.setattr(Instance, "create_from_cloudformation_json", classmethod(create))
+
+
+def _patch_moto_stack_resources(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 lists a resource whose Condition is false as None among a stack's resources, and
+    DescribeStackResource then fails on it for any logical id; CloudFormation lists only what it created."""
+    from moto.cloudformation.models import Stack
+
+    patcher.setattr(
+        Stack, "stack_resources", property(lambda stack: [item for item in stack.resource_map.values() if item])
+    )
 
 
 def _patch_moto_network_deletion(patcher: pytest.MonkeyPatch) -> None:
