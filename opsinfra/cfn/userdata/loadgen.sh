@@ -4,7 +4,10 @@
 # InstanceInitiatedShutdownBehavior=terminate turns that into a termination.
 set -euo pipefail
 
+# Empty on an instance; the tests run the script under a scratch directory.
 root="${SHOP_ROOT:-}"
+home="$root/opt/loadgen"
+mkdir -p "$root/etc" "$home/tests" "$home/results"
 cat > "$root/etc/loadgen.env" <<'LOADGEN_EOF'
 AWS_REGION={{Region}}
 LOADGEN_ROLE={{Role}}
@@ -29,28 +32,26 @@ systemd-run --unit loadgen-stop --on-calendar="$stop_at" /usr/sbin/shutdown -h n
 log "hard stop at $stop_at"
 
 dnf install -y python3.11 python3.11-pip
-python3.11 -m venv /opt/loadgen/venv
-# The fleet's only download from outside AWS: locust at the version the repository pins (requirements/dev.txt).
-/opt/loadgen/venv/bin/pip install --quiet "locust=={{LocustVersion}}"
-mkdir -p /opt/loadgen/tests /opt/loadgen/results
+python3.11 -m venv "$home/venv"
+# The fleet's only download from outside AWS: locust at the version the repository pins (requirements/dev.in).
+"$home/venv/bin/pip" install --quiet "locust=={{LocustVersion}}"
 aws s3 cp --only-show-errors --region "$AWS_REGION" "s3://$LOADGEN_BUCKET/$LOADGEN_PREFIX/loadtests.tar.gz" - \
-  | tar -xz -C /opt/loadgen/tests
-cd /opt/loadgen/tests
+  | tar -xz -C "$home/tests"
+cd "$home/tests"
 
 if [[ "$LOADGEN_ROLE" == "worker" ]]; then
   # A worker retries until the master listens; the master's address is fixed by the template.
-  exec /opt/loadgen/venv/bin/locust -f loadtests/locustfile.py --worker --master-host "$LOADGEN_MASTER"
+  exec "$home/venv/bin/locust" -f loadtests/locustfile.py --worker --master-host "$LOADGEN_MASTER"
 fi
 
 started=$(date -u '+%Y%m%dT%H%M%SZ')
+results="s3://$LOADGEN_BUCKET/$LOADGEN_PREFIX/results/$started/"
 status=0
-/opt/loadgen/venv/bin/locust -f loadtests/locustfile.py --master --headless --expect-workers "$LOADGEN_WORKERS" \
+"$home/venv/bin/locust" -f loadtests/locustfile.py --master --headless --expect-workers "$LOADGEN_WORKERS" \
   --host "$LOADGEN_HOST" --peak-users "$LOADGEN_PEAK_USERS" --time-scale "$LOADGEN_TIME_SCALE" \
-  --results-dir /opt/loadgen/results --csv /opt/loadgen/results/locust --html /opt/loadgen/results/report.html \
-  || status=$?
-echo "$status" > /opt/loadgen/results/exit-code
-aws s3 cp --only-show-errors --recursive --region "$AWS_REGION" /opt/loadgen/results \
-  "s3://$LOADGEN_BUCKET/$LOADGEN_PREFIX/results/$started/"
-log "results in s3://$LOADGEN_BUCKET/$LOADGEN_PREFIX/results/$started/ (locust exit $status)"
+  --results-dir "$home/results" --csv "$home/results/locust" --html "$home/results/report.html" || status=$?
+echo "$status" > "$home/results/exit-code"
+aws s3 cp --only-show-errors --recursive --region "$AWS_REGION" "$home/results" "$results"
+log "results in $results (locust exit $status)"
 # The run is over: the master goes now, the workers at StopAt (or when the stack is destroyed).
-/usr/sbin/shutdown -h now
+shutdown -h now
