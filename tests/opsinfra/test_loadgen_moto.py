@@ -16,6 +16,20 @@ from django.core.management.base import CommandError
 from tests.opsinfra.conftest import run
 
 REGION = "eu-west-1"
+# Every IAM action deploy_stack and destroy_stack make for a fleet (outside CloudFormation's own).
+OPERATOR_CALLS = {
+    *{("deploy_stack", f"cloudformation:{name}") for name in ("CreateChangeSet", "DescribeChangeSet",
+      "DescribeStackEvents", "DescribeStackResource", "DescribeStacks", "ExecuteChangeSet")},
+    ("deploy_stack", "iam:PassRole"),
+    ("deploy_stack", "s3:PutObject"),
+    ("deploy_stack", "ssm:GetParameters"),  # CloudFormation resolving AmiId, as the caller
+    *{("deploy_stack", f"ssm:{name}") for name in ("GetParameter", "PutParameter")},
+    *{("deploy_stack", f"wafv2:{name}") for name in ("GetIPSet", "UpdateIPSet")},
+    *{("destroy_stack", f"cloudformation:{name}") for name in ("DeleteStack", "DescribeStackEvents",
+      "DescribeStackResource", "DescribeStacks", "GetTemplate")},
+    ("destroy_stack", "ssm:DeleteParameter"),
+    *{("destroy_stack", f"wafv2:{name}") for name in ("GetIPSet", "UpdateIPSet")},
+}  # fmt: skip
 OFFICE = "198.51.100.0/24"
 HOST = "https://staging.example.com"
 
@@ -61,7 +75,7 @@ def edge_with_office(aws_env):
     assert ip_set_addresses() == {OFFICE}
 
 
-def test_fleet_deploy_allows_its_address_and_destroy_takes_everything_back(edge_with_office, outputs_dir):
+def test_fleet_deploy_allows_its_address_and_destroy_takes_everything_back(edge_with_office, outputs_dir, aws_calls):
     stop = stop_at(hours=3)
 
     out, _ = fleet("--parameter", "WorkerCount=3", stop=stop)
@@ -144,6 +158,11 @@ def test_fleet_deploy_allows_its_address_and_destroy_takes_everything_back(edge_
     states = {item["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for item in r["Instances"]}
     assert states == {"terminated"}
     assert autoscaling.describe_auto_scaling_groups()["AutoScalingGroups"] == []
+    # What the administrator's credentials must allow (docs/loadgen.md); CloudFormation itself acts as the
+    # bootstrap execution role, which the deploy passes (test_iam_execution.py covers the loadgen resources).
+    made = {(call.command.name, call.action) for call in aws_calls.calls
+            if call.command and call.command.option("stack") == "loadgen"}  # fmt: skip
+    assert made == OPERATOR_CALLS
     names = {
         stack["StackName"] for stack in boto3.client("cloudformation", region_name=REGION).describe_stacks()["Stacks"]
     }
