@@ -36,6 +36,7 @@ class AllowLists:
     web_acl_stack: str | None  # the stack whose allow-list IP set changed; None: no web ACL found
     refresh: str | None  # the app group's instance refresh that takes the new list to every instance
     app_group: str | None = None
+    changed: bool = True  # False: the parameter already said this, so nothing was refreshed
 
 
 def loadgen_check(*, overrides: dict[str, str], now: datetime | None = None) -> None:
@@ -204,8 +205,9 @@ def allow_list_apply(*, target: Target, outputs: dict[str, str]) -> AllowLists:
     ip_set = _ip_set(stack_name=acl_stack)
     if ip_set:
         _ip_set_change(name=ip_set[0], ip_set_id=ip_set[1], add=addresses)
-    group, refresh = _app_refresh(target=target) if previous != value else (None, None)
-    return AllowLists(addresses, name, acl_stack if ip_set else None, refresh, group)
+    changed = previous != value
+    group, refresh = _app_refresh(target=target) if changed else (None, None)
+    return AllowLists(addresses, name, acl_stack if ip_set else None, refresh, group, changed)
 
 
 def allow_list_remove(*, target: Target, addresses: tuple[str, ...]) -> AllowLists:
@@ -223,4 +225,4 @@ def allow_list_remove(*, target: Target, addresses: tuple[str, ...]) -> AllowLis
     if ip_set and addresses:
         _ip_set_change(name=ip_set[0], ip_set_id=ip_set[1], remove=addresses)
     group, refresh = _app_refresh(target=target) if removed else (None, None)
-    return AllowLists(addresses, name, acl_stack if ip_set else None, refresh, group)
+    return AllowLists(addresses, name, acl_stack if ip_set else None, refresh, group, removed)

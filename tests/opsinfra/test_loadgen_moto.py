@@ -142,6 +142,7 @@ def test_fleet_deploy_allows_its_address_and_destroy_takes_everything_back(edge_
     # A second deploy with the same values changes nothing, on either list.
     out, _ = fleet("--parameter", "WorkerCount=3", stop=stop)
     assert "Stack shop-loadgen-staging is up to date: nothing to deploy." in out
+    assert "the parameter already held this list, nothing to refresh" in out
     assert ip_set_addresses() == {OFFICE, address}
     assert allow_parameter() == address
 

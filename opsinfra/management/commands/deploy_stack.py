@@ -7,7 +7,7 @@ from opsinfra.errors import OpsError
 from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments, key_values
 from opsinfra.management.base import OpsCommand
-from opsinfra.management.output import diff_lines, event_line, table
+from opsinfra.management.output import allow_lines, diff_lines, event_line, table
 from opsinfra.services import changesets, deploy, loadgen, stackpolicy
 from opsinfra.services.events import Outcome
 
@@ -287,18 +287,3 @@ class Command(OpsCommand):
         if outcome.timed_out:
             raise CommandError(f"Deploy of {target.stack_name} did not finish within {timeout:g} minutes.")
         raise CommandError(f"Deploy of {target.stack_name} failed: the stack is {outcome.status}.")
-
-
-def allow_lines(allowed, *, verb: str) -> str:
-    """What deploy_stack and destroy_stack say about the fleet's addresses on the allow lists."""
-    addresses = ", ".join(allowed.addresses) or "no address"
-    lines = [f"Fleet addresses {addresses} {verb}:", f"  RATELIMIT_ALLOW_IPS: SSM parameter {allowed.parameter}"]
-    if allowed.web_acl_stack:
-        lines.append(f"  WAF rate rule: allow-list IP set of {allowed.web_acl_stack}")
-    else:
-        lines.append("  WAF rate rule: no web ACL stack found in us-east-1, nothing to change")
-    if allowed.refresh:
-        lines.append(f"  app instances: instance refresh {allowed.refresh} of {allowed.app_group} reads the new list")
-    elif allowed.app_group is None:
-        lines.append("  app instances: no app stack in this region to refresh; instances read the list at boot")
-    return "\n".join(lines)

@@ -4,8 +4,7 @@ from opsinfra.errors import OpsError
 from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments
 from opsinfra.management.base import OpsCommand
-from opsinfra.management.commands.deploy_stack import allow_lines
-from opsinfra.management.output import event_line
+from opsinfra.management.output import allow_lines, event_line
 from opsinfra.services import deploy, destroy, loadgen
 
 
