@@ -7,7 +7,7 @@ from django.conf import settings
 
 from opsinfra.errors import StackConfigError
 
-STACKS = ("bootstrap", "app", "edge")
+STACKS = ("bootstrap", "app", "edge", "loadgen")
 # CloudFront takes web ACLs, certificates and publishes its metrics only in us-east-1.
 EDGE_REGION = "us-east-1"
 
@@ -74,6 +74,12 @@ class StackSettings:
     def release_parameter_name(self) -> str:
         """The SSM parameter deploy_app writes and instances read; no stack manages it."""
         return f"/{self.project}/{self.env}/release"
+
+    @property
+    def allow_parameter_name(self) -> str:
+        """The SSM parameter the instances read RATELIMIT_ALLOW_IPS from; the loadgen deploy writes it, its destroy
+        deletes it, no stack manages it."""
+        return f"/{self.project}/{self.env}/ratelimit-allow-ips"
 
     @property
     def cloudfront_prefix_list_id(self) -> str:

@@ -10,6 +10,7 @@ STACK_DESCRIPTIONS = {
     "bootstrap": "shop bootstrap: artifacts bucket, CloudFormation execution role, GitHub OIDC deploy roles",
     "app": "shop: Black-Friday-ready e-commerce stack (VPC, ALB, app instances, RDS Proxy, Redis, CloudFront)",
     "edge": "shop edge (us-east-1): CLOUDFRONT web ACL, certificate, CloudFront and WAF alarms",
+    "loadgen": "shop loadgen: a locust master and workers in their own VPC, bounded in size and time",
 }
 
 
@@ -33,6 +34,10 @@ def build_template(stack: str, settings):
         from opsinfra.cfn.app import build_app
 
         build_app(template, settings)
+    elif stack == "loadgen":
+        from opsinfra.cfn.loadgen import build_loadgen
+
+        build_loadgen(template, settings)
     else:
         from opsinfra.cfn.edge_stack import build_edge
 

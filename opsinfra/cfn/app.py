@@ -114,6 +114,7 @@ def build_app(t: Template, settings: StackSettings) -> None:
         allowed_hosts=f"origin.{settings.domain}" if settings.domain else balancer.dns_name,
         artifacts_bucket=artifacts_bucket,
         release_parameter=Ref(release_parameter),
+        allow_parameter=settings.allow_parameter_name,
     )
     compute = add_compute(t, settings=settings, network=network, groups=groups, load_balancer=balancer, wiring=wiring)
     names = AlarmTargets(

@@ -23,7 +23,8 @@ EXECUTION_POLICY_CHECKS = {
     2: ("CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111"),
 }
 BOUNDARY_ACTIONS = [
-    # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs, rotation) and
+    # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs, rotation,
+    # loadgen) and
     # AmazonSSMManagedInstanceCore, which the instance role attaches. tests/opsinfra/test_iam_execution.py checks
     # that every action the app stack's roles are granted is inside.
     "autoscaling:CompleteLifecycleAction",
@@ -40,6 +41,7 @@ BOUNDARY_ACTIONS = [
     "s3:GetObject",
     "secretsmanager:DescribeSecret",
     "secretsmanager:GetRandomPassword",
+    "s3:PutObject",  # the loadgen master's results, under loadgen/<stack name>/results/ of the artifacts bucket
     "secretsmanager:GetSecretValue",
     # The rotation function writes the database secret's new version and moves its stages.
     "secretsmanager:PutSecretValue",

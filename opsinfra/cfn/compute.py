@@ -42,6 +42,7 @@ class AppWiring:
     allowed_hosts: object
     artifacts_bucket: object
     release_parameter: Ref
+    allow_parameter: str = ""
 
 
 def _instance_role(t: Template, title: str, *, wiring: AppWiring, log_groups: list, migrates: bool) -> iam.Role:
@@ -55,10 +56,16 @@ def _instance_role(t: Template, title: str, *, wiring: AppWiring, log_groups: li
             "Sid": "ReadRelease",
             "Effect": "Allow",
             "Action": "ssm:GetParameter",
-            "Resource": Sub(
-                "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${Name}",
-                Name=wiring.release_parameter,
-            ),
+            "Resource": [
+                Sub(
+                    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${Name}",
+                    Name=wiring.release_parameter,
+                ),
+                # RATELIMIT_ALLOW_IPS: the loadgen fleet's addresses while it exists (docs/loadgen.md).
+                Sub(
+                    f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter{wiring.allow_parameter}"
+                ),
+            ],
         },
         {
             "Sid": "ReadBundles",
@@ -98,6 +105,7 @@ def user_data_values(*, settings: StackSettings, wiring: AppWiring, log_groups: 
     return {
         "Region": Ref("AWS::Region"),
         "ReleaseParameter": wiring.release_parameter,
+        "AllowParameter": wiring.allow_parameter,
         "LifecycleHook": LIFECYCLE_HOOK,
         "AppPort": str(settings.app_port),
         # Half the lifecycle hook's heartbeat waits for /health; the other half installs packages and the release.

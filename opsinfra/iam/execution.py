@@ -1,5 +1,5 @@
 """What the CloudFormation execution role must be allowed: the handler permissions (handlers.py) of every resource
-type the app and edge stacks use, less those the templates never exercise (NOT_NEEDED, each with its reason).
+type the app, edge and loadgen stacks use, less those the templates never exercise (NOT_NEEDED, each with its reason).
 
 bootstrap.py builds the role's policy from `execution_actions`, and tests/opsinfra/test_iam_execution.py evaluates
 every need of every resource of the synthesized templates against the policy the bootstrap template ends up with.
@@ -27,6 +27,7 @@ NOT_NEEDED = {
     ("AWS::EC2::FlowLog", "s3:*"): "flow logs go to CloudWatch Logs, not a bucket",
     ("AWS::WAFv2::LoggingConfiguration", "s3:*"): "WAF logs go to CloudWatch Logs, not a bucket",
     ("AWS::SSM::Document", "s3:*"): "the migration document has no attachments from S3",
+    ("AWS::EC2::Instance", "ssm:*"): "SSM associations of an instance: the loadgen master has none",
     ("AWS::ElastiCache::ReplicationGroup", "s3:*"): "the cache is not seeded from an S3 snapshot",
     ("*", "s3:REST.PUT.OBJECT"): "not an IAM action (the LogGroup schema lists an S3 API call)",
     # The S3 bucket schema lists S3 API operations that IAM authorizes under other names (S3's own table of actions).
@@ -64,6 +65,7 @@ PASSED_TO = {
     "AWS::IAM::InstanceProfile": None,  # adding a role to a profile passes nothing
     "AWS::EC2::LaunchTemplate": "ec2.amazonaws.com",
     "AWS::AutoScaling::AutoScalingGroup": "ec2.amazonaws.com",
+    "AWS::EC2::Instance": "ec2.amazonaws.com",
     "AWS::RDS::DBProxy": "rds.amazonaws.com",
     "AWS::EC2::FlowLog": "vpc-flow-logs.amazonaws.com",
     "AWS::Lambda::Function": "lambda.amazonaws.com",

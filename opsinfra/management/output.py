@@ -55,3 +55,20 @@ def _value(value: str | None) -> str:
     if value is None:
         return "(none)"
     return value if value else '""'
+
+
+def allow_lines(allowed, *, verb: str) -> str:
+    """What deploy_stack and destroy_stack say about the fleet's addresses on the allow lists."""
+    addresses = ", ".join(allowed.addresses) or "no address"
+    lines = [f"Fleet addresses {addresses} {verb}:", f"  RATELIMIT_ALLOW_IPS: SSM parameter {allowed.parameter}"]
+    if allowed.web_acl_stack:
+        lines.append(f"  WAF rate rule: allow-list IP set of {allowed.web_acl_stack}")
+    else:
+        lines.append("  WAF rate rule: no web ACL stack found in us-east-1, nothing to change")
+    if allowed.refresh:
+        lines.append(f"  app instances: instance refresh {allowed.refresh} of {allowed.app_group} reads the new list")
+    elif not allowed.changed:
+        lines.append("  app instances: the parameter already held this list, nothing to refresh")
+    else:
+        lines.append("  app instances: no app stack in this region to refresh; instances read the list at boot")
+    return "\n".join(lines)

@@ -247,6 +247,10 @@ def deploy_prepare(*, target: Target, overrides: dict[str, str]) -> templates.Te
         problem = parameter_problem(name=name, spec=declared[name], value=value)
         if problem:
             raise TemplateRejected(f"--parameter {problem} Nothing was sent to AWS.")
+    if target.stack == "loadgen":
+        from opsinfra.services.loadgen import loadgen_check
+
+        loadgen_check(overrides=overrides)
     templates.template_check(template=template, region=target.region)
     return template
 

@@ -37,6 +37,8 @@ VARIANTS = [
     ("app", "production", "eu-west-1", False),
     ("app", "production", "eu-west-1", True),
     ("edge", "production", None, True),
+    ("loadgen", "staging", None, False),
+    ("loadgen", "production", "eu-west-1", False),
 ]
 
 

@@ -25,6 +25,9 @@ def patch_moto(patcher: pytest.MonkeyPatch) -> None:
     _patch_moto_auto_scaling_updates(patcher)
     _patch_moto_rds_managed_master_password(patcher)
     _patch_moto_role_deletion(patcher)
+    _patch_moto_instances_from_launch_templates(patcher)
+    _patch_moto_network_deletion(patcher)
+    _patch_moto_stack_resources(patcher)
 
 
 def _patch_moto_change_sets(patcher: pytest.MonkeyPatch) -> None:
@@ -282,12 +285,8 @@ def _patch_moto_missing_types(patcher: pytest.MonkeyPatch) -> None:
         if found is not None or resource_type in parsing.NULL_MODELS:
             return found
         if resource_type not in stand_ins:
-            if resource_type == "AWS::CloudFront::Distribution":
-                stand_ins[resource_type] = _distribution_class(CloudFormationModel, resource_type)
-            elif resource_type in REGISTERED:
-                stand_ins[resource_type] = _registered_class(CloudFormationModel, resource_type)
-            else:
-                stand_ins[resource_type] = _stand_in_class(CloudFormationModel, resource_type)
+            make = STAND_IN_MAKERS.get(resource_type, _stand_in_class)
+            stand_ins[resource_type] = make(CloudFormationModel, resource_type)
         STANDING_IN.add(resource_type)
         return stand_ins[resource_type]
 
@@ -448,6 +447,78 @@ def _patch_moto_role_deletion(patcher: pytest.MonkeyPatch) -> None:
         original_delete(cls, resource_name, cloudformation_json, account_id, region_name)
 
     patcher.setattr(Role, "delete_from_cloudformation_json", classmethod(delete))
+
+
+def _patch_moto_instances_from_launch_templates(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 makes an AWS::EC2::Instance from its own ImageId only and ignores LaunchTemplate; CloudFormation
+    takes what the instance leaves out (image, type, profile, groups, user data) from the launch template's version."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.instances import Instance
+
+    original = Instance.create_from_cloudformation_json.__func__
+
+    def create(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        properties = dict(cloudformation_json.get("Properties", {}))
+        spec = properties.get("LaunchTemplate")
+        if spec:
+            backend = ec2_backends[account_id][region_name]
+            template = backend.get_launch_template(spec["LaunchTemplateId"])
+            data = template.get_version(spec.get("Version") or template.latest_version_number).data
+            for key in ("ImageId", "InstanceType", "UserData"):
+                if key in data:
+                    properties.setdefault(key, data[key])
+        return original(cls, resource_name, {**cloudformation_json, "Properties": properties}, account_id,
+                        region_name, **kwargs)  # fmt: skip
+
+    patcher.setattr(Instance, "create_from_cloudformation_json", classmethod(create))
+
+
+def _patch_moto_stack_resources(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 lists a resource whose Condition is false as None among a stack's resources, and
+    DescribeStackResource then fails on it for any logical id; CloudFormation lists only what it created."""
+    from moto.cloudformation.models import Stack
+
+    patcher.setattr(
+        Stack, "stack_resources", property(lambda stack: [item for item in stack.resource_map.values() if item])
+    )
+
+
+def _patch_moto_network_deletion(patcher: pytest.MonkeyPatch) -> None:
+    """moto 5.2.5 deletes a stack's VPC and subnets but leaves its route tables, NAT gateways, endpoints, internet
+    gateways and Elastic IPs, and then refuses the VPC (it still has route tables): a stack that holds a VPC could
+    never be destroyed. CloudFormation deletes each of them; so does moto with these, through its EC2 backend."""
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.models.elastic_ip_addresses import ElasticAddress
+    from moto.ec2.models.internet_gateways import InternetGateway
+    from moto.ec2.models.nat_gateways import NatGateway
+    from moto.ec2.models.route_tables import RouteTable
+    from moto.ec2.models.vpcs import VPCEndPoint
+
+    def route_table(table, account_id, region_name):
+        table._associations.clear()  # the subnet associations go with the table
+        ec2_backends[account_id][region_name].delete_route_table(table.id)
+
+    def nat_gateway(gateway, account_id, region_name):
+        ec2_backends[account_id][region_name].delete_nat_gateway(gateway.id)
+
+    def endpoint(found, account_id, region_name):
+        backend = ec2_backends[account_id][region_name]
+        # A table deleted before the endpoint took the endpoint's route with it.
+        found.route_table_ids = [table for table in found.route_table_ids if table in backend.route_tables]
+        backend.delete_vpc_endpoints([found.id])
+
+    def internet_gateway(gateway, account_id, region_name):
+        backend = ec2_backends[account_id][region_name]
+        if gateway.vpc:
+            backend.detach_internet_gateway(gateway.id, gateway.vpc.id)
+        backend.delete_internet_gateway(gateway.id)
+
+    def address(found, account_id, region_name):
+        ec2_backends[account_id][region_name].release_address(allocation_id=found.allocation_id)
+
+    for model, delete in ((RouteTable, route_table), (NatGateway, nat_gateway), (VPCEndPoint, endpoint),
+                          (InternetGateway, internet_gateway), (ElasticAddress, address)):  # fmt: skip
+        patcher.setattr(model, "delete", delete, raising=False)
 
 
 def _distribution_class(base, resource_type: str):
@@ -622,6 +693,75 @@ def _registered_class(base, resource_type: str):
 
     Registered.__name__ = Registered.__qualname__ = "Registered" + resource_type.replace("::", "")
     return Registered
+
+
+def _ip_set_class(base, resource_type: str):
+    """A WAF IP set moto's WAFv2 API knows (so deploy_stack --stack loadgen can add the fleet's addresses to it),
+    with CloudFormation's physical id "name|id|scope"; deleted with its stack."""
+    stand_in = _stand_in_class(base, resource_type)
+
+    class IPSet(stand_in):
+        __module__ = "tests.opsinfra.emulator"
+
+        @classmethod
+        def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
+            from moto.wafv2.models import GLOBAL_REGION, wafv2_backends
+
+            properties = cloudformation_json.get("Properties", {})
+            scope = properties.get("Scope", "REGIONAL")
+            backend = wafv2_backends[account_id][GLOBAL_REGION if scope == "CLOUDFRONT" else region_name]
+            found = backend.create_ip_set(
+                name=properties.get("Name", resource_name),
+                scope=scope,
+                description=properties.get("Description", ""),
+                ip_address_version=properties.get("IPAddressVersion", "IPV4"),
+                addresses=list(properties.get("Addresses", [])),
+                tags=[],
+            )
+            resource = cls(f"{found.name}|{found.ip_set_id}|{scope}", properties)
+            resource.arn, resource.backend = found.arn, backend
+            return resource
+
+        @classmethod
+        def update_from_cloudformation_json(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        ):
+            if original_resource is None:
+                return cls.create_from_cloudformation_json(
+                    new_resource_name, cloudformation_json, account_id, region_name
+                )
+            properties = cloudformation_json.get("Properties", {})
+            found = original_resource.backend.ip_sets[original_resource.arn]
+            found.update(properties.get("Description"), list(properties.get("Addresses", [])))
+            original_resource.properties = properties
+            return original_resource
+
+        @classmethod
+        def delete_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name):
+            from moto.wafv2.models import GLOBAL_REGION, wafv2_backends
+
+            _name, ip_set_id, scope = resource_name.split("|")
+            backend = wafv2_backends[account_id][GLOBAL_REGION if scope == "CLOUDFRONT" else region_name]
+            for arn, found in list(backend.ip_sets.items()):
+                if found.ip_set_id == ip_set_id:
+                    backend.ip_sets.pop(arn)
+
+        def get_cfn_attribute(self, attribute_name: str) -> str:
+            if attribute_name == "Arn":
+                return self.arn
+            if attribute_name == "Id":
+                return self.physical_id.split("|")[1]
+            return super().get_cfn_attribute(attribute_name)
+
+    IPSet.__name__ = IPSet.__qualname__ = "StandInWAFv2IPSet"
+    return IPSet
+
+
+STAND_IN_MAKERS = {
+    "AWS::CloudFront::Distribution": _distribution_class,
+    "AWS::WAFv2::IPSet": _ip_set_class,
+    **dict.fromkeys(REGISTERED, _registered_class),
+}
 
 
 def _stand_in_class(base, resource_type: str):

@@ -1,5 +1,6 @@
-"""The CloudFormation execution role against what the resource handlers of the app and edge stacks need (the dated
-table opsinfra/iam/handlers.json), and the permissions boundary every role those stacks create must carry."""
+"""The CloudFormation execution role against what the resource handlers of the app, edge and loadgen stacks need
+(the dated table opsinfra/iam/handlers.json), and the permissions boundary every role those stacks create must
+carry."""
 
 import pytest
 
@@ -8,7 +9,7 @@ from opsinfra.iam import roles as role_model
 from opsinfra.iam.policy import Request, action_matches, evaluate, statements
 
 ACCOUNT = "123456789012"
-STACKS = (("app", "production"), ("app", "staging"), ("edge", "production"))
+STACKS = (("app", "production"), ("app", "staging"), ("edge", "production"), ("loadgen", "staging"))
 # Grants of the execution role no handler need asks for, each with its reason.
 EXCEPTIONS: dict[str, str] = {}
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -22,6 +23,7 @@ from django.core.management.base import CommandError
 
 from opsinfra import aws
 from opsinfra.iam import pipeline
+from opsinfra.iam import roles as role_model
 from opsinfra.iam.policy import statements
 from opsinfra.iam.roles import Place
 from tests.opsinfra.conftest import ACCOUNT, REGION, run
@@ -218,3 +220,46 @@ def test_enforced_preview_role_creates_a_change_set_but_cannot_deploy(enforced, 
     act_as(monkeypatch, administrator)
     listed = client("cloudformation").list_change_sets(StackName="shop-app-production")["Summaries"]
     assert [item for item in listed if item["ChangeSetName"] == "preview-pr-7-1"] == []
+
+
+def test_enforced_loadgen_role_reads_its_tests_and_writes_only_its_results(enforced, monkeypatch, settings):
+    # An administrator deploys the fleet (docs/loadgen.md); its instances then act as the role CloudFormation made.
+    run("deploy_stack", "--stack", "bootstrap", "--no-input", "--allow-wider-access")
+    stop = (datetime.now(UTC) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run("deploy_stack", "--stack", "loadgen", "--env", "staging", "--no-input", "--allow-wider-access",
+        "--parameter", f"StopAt={stop}", "--parameter", "TargetHost=https://staging.example.com")  # fmt: skip
+    saved = Path(settings.OPSINFRA["OUTPUTS_DIR"]) / "outputs-shop-bootstrap.json"
+    bucket = json.loads(saved.read_text())["ArtifactsBucketName"]
+    client("s3").put_object(Bucket=bucket, Key="releases/v1.tar.gz", Body=b"bundle")
+    iam = client("iam")
+    physical = {item["LogicalResourceId"]: item["PhysicalResourceId"] for item in
+                client("cloudformation").describe_stack_resources(StackName="shop-loadgen-staging")["StackResources"]
+                if item.get("PhysicalResourceId")}  # fmt: skip
+    role = iam.get_role(RoleName=physical["LoadgenInstanceRole"])["Role"]
+    # moto 5.2.5 keeps an inline policy CloudFormation put in a form its enforcement cannot read: the role gets the
+    # synthesized template's policy, resolved for this stack, as the other roles here do.
+    place = Place(account=ACCOUNT, region=REGION, stack_name="shop-loadgen-staging", physical=physical,
+                  parameters={"ArtifactsBucketName": bucket})  # fmt: skip
+    synthesized = role_model.roles(pipeline.synthesized("loadgen", env="staging"), place)["LoadgenInstanceRole"]
+    for name in iam.list_role_policies(RoleName=role["RoleName"])["PolicyNames"]:
+        iam.delete_role_policy(RoleName=role["RoleName"], PolicyName=name)
+    for index, document in enumerate(synthesized.policies):
+        assert {item["Action"] for item in statements(document)} == {"s3:GetObject", "s3:PutObject"}
+        iam.put_role_policy(RoleName=role["RoleName"], PolicyName=f"synthesized-{index}",
+                            PolicyDocument=json.dumps(projected(document)))  # fmt: skip
+    # EC2 cannot assume it here: the administrator stands in for the instance.
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+             "Principal": {"AWS": client("sts").get_caller_identity()["Arn"]}}]}  # fmt: skip
+    iam.update_assume_role_policy(RoleName=role["RoleName"], PolicyDocument=json.dumps(trust))
+    answer = client("sts").assume_role(RoleArn=role["Arn"], RoleSessionName="loadgen-master")["Credentials"]
+    act_as(monkeypatch, (answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"]))
+    s3 = client("s3")
+    prefix = "loadgen/shop-loadgen-staging"
+
+    assert s3.get_object(Bucket=bucket, Key=f"{prefix}/loadtests.tar.gz")["Body"].read()[:2] == b"\x1f\x8b"
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/results/20301127T2000Z/summary.json", Body=b"{}")
+    for key in (f"{prefix}/loadtests.tar.gz", "releases/v2.tar.gz", "loadgen/shop-loadgen-production/results/x"):
+        with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+            s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    with pytest.raises(s3.exceptions.ClientError, match="AccessDenied"):
+        s3.get_object(Bucket=bucket, Key="releases/v1.tar.gz")

@@ -30,7 +30,7 @@ def committed_copy(tmp_path, monkeypatch):
 
 def test_synth_check_committed_templates_match_the_code():
     output = _synth("--check")
-    assert "All 4 committed templates match the code." in output
+    assert f"All {len(synth.COMMITTED)} committed templates match the code." in output
     assert "app-production.json: 135 resources" in output
     assert "bytes compact" in output
 
@@ -65,13 +65,11 @@ def test_synth_default_writes_every_committed_template(committed_copy):
     for path in committed_copy.iterdir():
         path.unlink()
     output = _synth()
-    assert sorted(path.name for path in committed_copy.iterdir()) == [
-        "app-production.json",
-        "app-staging.json",
-        "bootstrap-production.json",
-        "edge-production.json",
-    ]
-    assert output.count("resources") == 4
+    assert sorted(path.name for path in committed_copy.iterdir()) == sorted(
+        f"{stack}-{env}.json" for stack, env in synth.COMMITTED
+    )
+    assert "loadgen-staging.json" in {path.name for path in committed_copy.iterdir()}
+    assert output.count("resources") == len(synth.COMMITTED)
 
 
 def test_synth_region_changes_what_the_app_stack_holds(tmp_path):

@@ -16,6 +16,7 @@ from opsinfra.cfn import userdata
 VALUES = {
     "Region": "us-east-1",
     "ReleaseParameter": "/shop/production/release",
+    "AllowParameter": "/shop/production/ratelimit-allow-ips",
     "LifecycleHook": "shop-launch",
     "AppPort": "8000",
     "BootTimeout": "300",
@@ -55,7 +56,8 @@ STUBS = {
   *) exit 22;;
 esac""".replace("INSTANCE", INSTANCE_ID).replace("GROUP", GROUP),
     "aws": """case "$1 $2" in
-  "ssm get-parameter") cat "$RELEASE_FILE";;
+  "ssm get-parameter") case "$*" in *ratelimit-allow-ips*) [ -n "${ALLOW_IPS:-}" ] && echo "$ALLOW_IPS";;
+    *) cat "$RELEASE_FILE";; esac;;
   "s3 cp") for last; do :; done; cp "$BUNDLE" "$last";;
   "autoscaling complete-lifecycle-action") exit 0;;
   *) exit 2;;
@@ -233,6 +235,8 @@ def test_userdata_every_boot_switches_release_then_completes_lifecycle(instance)
     expected = [
         "aws ssm get-parameter --region us-east-1 --name /shop/production/release --query Parameter.Value "
         "--output text",
+        "aws ssm get-parameter --region us-east-1 --name /shop/production/ratelimit-allow-ips --query "
+        "Parameter.Value --output text",
         "aws s3 cp --only-show-errors --region us-east-1 s3://shop-artifacts/releases/v1.tar.gz ",
         f"python3.11 -m venv {release_dir}/venv",
         f"venv-pip install --quiet --no-index --find-links {release_dir}/wheels -r {release_dir}/requirements/base.txt",
@@ -270,6 +274,29 @@ def test_userdata_boot_with_the_current_release_only_starts_the_app(instance):
     assert "systemctl start shop.service" in steps
     assert "systemctl reload-or-restart shop-nginx.service" in steps
     assert steps[-1].endswith("--lifecycle-action-result CONTINUE")
+
+
+def test_userdata_boot_reads_the_fleet_allow_list_and_restarts_the_app_when_it_changes(instance):
+    box, script = instance
+    assert box.run(script).returncode == 0
+    box.release("v1")
+    assert box.run(_boot(box)).returncode == 0
+    allow_env = box.root / "etc/shop/allow.env"
+    assert allow_env.read_text() == "RATELIMIT_ALLOW_IPS=\n"  # no fleet: no parameter, nothing allowed
+    # when: a loadgen fleet exists (its deploy wrote the parameter), on the same release
+    done = box.run(_boot(box), ALLOW_IPS="203.0.113.7/32,198.51.100.9/32")
+    # then: the app restarts with it
+    assert done.returncode == 0, done.stderr
+    assert allow_env.read_text() == "RATELIMIT_ALLOW_IPS=203.0.113.7/32,198.51.100.9/32\n"
+    assert "systemctl restart shop.service" in box.steps()
+    # when: the same list again: only started
+    assert box.run(_boot(box), ALLOW_IPS="203.0.113.7/32,198.51.100.9/32").returncode == 0
+    assert "systemctl start shop.service" in box.steps() and "systemctl restart shop.service" not in box.steps()
+    # when: the value is not a list of addresses, nothing is allowed
+    assert box.run(_boot(box), ALLOW_IPS="1.2.3.4/32 $(reboot)").returncode == 0
+    assert allow_env.read_text() == "RATELIMIT_ALLOW_IPS=\n"
+    service = (box.root / "etc/systemd/system/shop.service").read_text()
+    assert "EnvironmentFile=-/etc/shop/allow.env" in service
 
 
 def test_userdata_keeps_the_previous_release_only(instance):

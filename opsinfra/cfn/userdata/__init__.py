@@ -25,9 +25,9 @@ def placeholders(text: str) -> list[str]:
     return sorted(set(re.findall(r"\{\{([A-Za-z0-9_]+)\}\}", text)))
 
 
-def render_parts(values: dict) -> list:
+def render_parts(values: dict, *, entrypoint: str = ENTRYPOINT) -> list:
     """The script as a list of strings and values, in order; KeyError names a placeholder with no value."""
-    text = inline_files(read(ENTRYPOINT))
+    text = inline_files(read(entrypoint))
     missing = set(placeholders(text)) - set(values)
     if missing:
         raise KeyError(f"user data placeholders without a value: {', '.join(sorted(missing))}")
@@ -47,6 +47,6 @@ def render_parts(values: dict) -> list:
     return merged
 
 
-def render_text(values: dict[str, str]) -> str:
+def render_text(values: dict[str, str], *, entrypoint: str = ENTRYPOINT) -> str:
     """The script with plain string values (tests, previews)."""
-    return "".join(render_parts({key: str(value) for key, value in values.items()}))
+    return "".join(render_parts({key: str(value) for key, value in values.items()}, entrypoint=entrypoint))

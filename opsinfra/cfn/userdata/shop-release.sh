@@ -117,8 +117,20 @@ complete_lifecycle() {
   fi
 }
 
+write_allow_list() {
+  # RATELIMIT_ALLOW_IPS (docs/loadgen.md); prints "changed" if it changed
+  local allowed file="$root/etc/shop/allow.env"
+  allowed=$(aws ssm get-parameter --region "$AWS_REGION" --name "$SHOP_ALLOW_PARAMETER" \
+    --query Parameter.Value --output text 2>/dev/null) || allowed=""
+  [[ "$allowed" =~ ^[0-9a-fA-F.:/,]*$ ]] || allowed=""
+  if [[ "$(cat "$file" 2>/dev/null)" != "RATELIMIT_ALLOW_IPS=$allowed" ]]; then
+    echo "RATELIMIT_ALLOW_IPS=$allowed" > "$file"
+    echo changed
+  fi
+}
+
 main() {
-  local value version bundle current=""
+  local value version bundle current="" allow_changed
   value=$(aws ssm get-parameter --region "$AWS_REGION" --name "$SHOP_RELEASE_PARAMETER" \
     --query Parameter.Value --output text)
   version=$(release_field "$value" version)
@@ -131,7 +143,8 @@ main() {
   if [[ -L "$current_link" ]]; then
     current=$(basename "$(readlink "$current_link")")
   fi
-  if [[ "$version" != "$current" ]]; then
+  allow_changed=$(write_allow_list)
+  if [[ "$version" != "$current" || -n "$allow_changed" ]]; then
     ensure_installed "$version" "$bundle"
     switch_to "$version" "$current"
     systemctl restart shop.service

@@ -22,6 +22,7 @@ install -d -m 0755 -o shop -g shop "$root/var/log/shop"
 cat > "$root/etc/shop/instance.env" <<'SHOP_EOF'
 AWS_REGION={{Region}}
 SHOP_RELEASE_PARAMETER={{ReleaseParameter}}
+SHOP_ALLOW_PARAMETER={{AllowParameter}}
 SHOP_LIFECYCLE_HOOK={{LifecycleHook}}
 SHOP_APP_PORT={{AppPort}}
 SHOP_BOOT_TIMEOUT={{BootTimeout}}

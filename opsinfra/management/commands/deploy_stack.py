@@ -7,8 +7,8 @@ from opsinfra.errors import OpsError
 from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments, key_values
 from opsinfra.management.base import OpsCommand
-from opsinfra.management.output import diff_lines, event_line, table
-from opsinfra.services import changesets, deploy, rotation_code, stackpolicy
+from opsinfra.management.output import allow_lines, diff_lines, event_line, table
+from opsinfra.services import changesets, deploy, loadgen, rotation_code, stackpolicy
 from opsinfra.services.events import Outcome
 
 FAILURES_SHOWN = 5
@@ -130,6 +130,9 @@ class Command(OpsCommand):
                     self.stdout.write(f"  parameter {parameter['ParameterKey']} = {value}")
             if plan.up_to_date:
                 self.stdout.write(self.style.SUCCESS(f"Stack {target.stack_name} is up to date: nothing to deploy."))
+                if target.stack == "loadgen":
+                    self.allow_fleet(target, deploy.deploy_finish(target=target, outputs_file=options["outputs_file"],
+                                                                  termination_protection=False)[0])  # fmt: skip
                 if options["fail_on_empty"]:
                     raise CommandError(f"Stack {target.stack_name} had no changes and --fail-on-empty was given.")
                 return
@@ -154,6 +157,8 @@ class Command(OpsCommand):
         staged = rotation_code.rotation_code_stage(change_set=change_set, region=target.region)
         if staged and self.verbosity >= 2:
             self.stdout.write(f"Rotation function bundle: {staged}.")
+        if target.stack == "loadgen":
+            self.stdout.write(f"Load tests uploaded to {loadgen.loadtests_upload(target=target)}.")
         lift = options["lift_stack_policy"]
         with stackpolicy.stack_policy_guard(
             target=target, change_set_type=change_set_type, lift=lift, on_warning=self.show_warning
@@ -181,6 +186,13 @@ class Command(OpsCommand):
             for line in table(["output", "value"], sorted(outputs.items())):
                 self.stdout.write(line)
         self.stdout.write(f"Outputs saved to {path}.")
+        if target.stack == "loadgen":
+            self.allow_fleet(target, outputs)
+
+    def allow_fleet(self, target, outputs):
+        """The fleet's addresses on the app's allow lists (RATELIMIT_ALLOW_IPS and the WAF IP set)."""
+        allowed = loadgen.allow_list_apply(target=target, outputs=outputs)
+        self.stdout.write(allow_lines(allowed, verb="allowed"))
 
     def recover(self, cfn, target, existing):
         """Offer the way out of the two states that need a decision; anything else goes back as it is."""

@@ -4,8 +4,8 @@ from opsinfra.errors import OpsError
 from opsinfra.management import prompts
 from opsinfra.management.arguments import add_no_input, add_target_arguments
 from opsinfra.management.base import OpsCommand
-from opsinfra.management.output import event_line
-from opsinfra.services import deploy, destroy
+from opsinfra.management.output import allow_lines, event_line
+from opsinfra.services import deploy, destroy, loadgen
 
 
 class Command(OpsCommand):
@@ -64,6 +64,12 @@ class Command(OpsCommand):
             raise CommandError(f"Deleting {target.stack_name} ended in {outcome.status}; see the events above.")
         destroy.outputs_forget(target=target, outputs_file=options["outputs_file"])
         self.stdout.write(self.style.SUCCESS(f"Stack {target.stack_name} deleted."))
+        if target.stack == "loadgen":
+            try:
+                removed = loadgen.allow_list_remove(target=target, addresses=loadgen.fleet_addresses(state.outputs))
+            except OpsError as exc:
+                raise CommandError(f"The stack is gone but its addresses are still allowed: {exc}") from exc
+            self.stdout.write(allow_lines(removed, verb="no longer allowed"))
 
     def show_event(self, event, progress):
         line = event_line(event)
