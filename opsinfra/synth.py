@@ -11,7 +11,13 @@ from opsinfra.stacks import stack_settings
 TEMPLATE_BODY_LIMIT = 51_200
 TEMPLATES_DIR = Path(settings.BASE_DIR) / "templates_cfn"
 # (stack, env) of every committed template, synthesized for the default region.
-COMMITTED = (("bootstrap", "production"), ("app", "production"), ("app", "staging"), ("edge", "production"))
+COMMITTED = (
+    ("bootstrap", "production"),
+    ("app", "production"),
+    ("app", "staging"),
+    ("edge", "production"),
+    ("image", "production"),
+)
 
 
 @dataclass(frozen=True)

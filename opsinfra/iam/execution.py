@@ -27,6 +27,9 @@ NOT_NEEDED = {
     ("AWS::EC2::FlowLog", "s3:*"): "flow logs go to CloudWatch Logs, not a bucket",
     ("AWS::WAFv2::LoggingConfiguration", "s3:*"): "WAF logs go to CloudWatch Logs, not a bucket",
     ("AWS::SSM::Document", "s3:*"): "the migration document has no attachments from S3",
+    ("AWS::ImageBuilder::Component", "s3:*"): "the image components are inline (Data), not read from a Uri",
+    ("AWS::ImageBuilder::Component", "kms:*"): "the image components use Image Builder's own key (no KmsKeyId)",
+    ("AWS::ImageBuilder::InfrastructureConfiguration", "sns:*"): "no build notifications: bake_image follows it",
     ("AWS::ElastiCache::ReplicationGroup", "s3:*"): "the cache is not seeded from an S3 snapshot",
     ("*", "s3:REST.PUT.OBJECT"): "not an IAM action (the LogGroup schema lists an S3 API call)",
     # The S3 bucket schema lists S3 API operations that IAM authorizes under other names (S3's own table of actions).
@@ -56,7 +59,10 @@ PASSED_TO = {
     "AWS::AutoScaling::AutoScalingGroup": "ec2.amazonaws.com",
     "AWS::RDS::DBProxy": "rds.amazonaws.com",
     "AWS::EC2::FlowLog": "vpc-flow-logs.amazonaws.com",
+    # The builder instance's profile: Image Builder launches it as EC2 does.
+    "AWS::ImageBuilder::InfrastructureConfiguration": "ec2.amazonaws.com",
 }
+IMAGE_BUILDER_ROLE = "imagebuilder.amazonaws.com/AWSServiceRoleForImageBuilder"
 # IAM actions on a role that carry the role's permissions boundary in the request context (iam:PermissionsBoundary).
 BOUNDARY_ACTIONS = (
     "iam:AttachRolePolicy",
@@ -160,6 +166,12 @@ def stack_needs(template: dict, place) -> list[Need]:
                     continue
             elif kind == "AWS::IAM::InstanceProfile" and action.startswith("iam:"):
                 target = resolver.attribute(logical_id, "Arn")
+            elif kind.startswith("AWS::ImageBuilder::") and action == "iam:GetRole":
+                # Image Builder's handlers look up its service-linked role.
+                target = f"arn:{place.partition}:iam::{place.account}:role/aws-service-role/{IMAGE_BUILDER_ROLE}"
+            elif action == "iam:GetInstanceProfile":
+                profiles = sorted(ref for ref in _references(properties) if ref in profiles_roles)
+                target = resolver.attribute(profiles[0], "Arn") if profiles else UNKNOWN_RESOURCE
             elif action == "iam:CreateServiceLinkedRole":
                 target = f"arn:{place.partition}:iam::{place.account}:role/aws-service-role/{kind}"
             needs.append(Need(place.stack_name, logical_id, kind, action, target, context))

@@ -70,11 +70,11 @@ def table_build(types: list[str]) -> dict:
 
 
 def template_types() -> set[str]:
-    """Resource types of the app stack (both presets) and the edge stack, as opsinfra.cfn builds them."""
+    """Resource types of the app stack (both presets), the edge and the image stack, as opsinfra.cfn builds them."""
     from opsinfra.iam.pipeline import synthesized
 
     found = set()
-    for stack, env in (("app", "production"), ("app", "staging"), ("edge", "production")):
+    for stack, env in (("app", "production"), ("app", "staging"), ("edge", "production"), ("image", "production")):
         found |= {resource["Type"] for resource in synthesized(stack, env=env)["Resources"].values()}
     return found
 

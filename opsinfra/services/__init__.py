@@ -12,4 +12,5 @@ cdn         CloudFront invalidations
 bundle      release bundles: the project and a Linux wheel of every pinned requirement
 release     uploading a release, migrations, the release parameter, instance refreshes
 schedule    one-off sale windows on the Auto Scaling group
+image       baked app images: build with Image Builder, publish in the image parameter, age against the release
 """

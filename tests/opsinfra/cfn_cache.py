@@ -37,6 +37,7 @@ VARIANTS = [
     ("app", "production", "eu-west-1", False),
     ("app", "production", "eu-west-1", True),
     ("edge", "production", None, True),
+    ("image", "production", None, False),
 ]
 
 

@@ -8,7 +8,7 @@ from opsinfra.iam import roles as role_model
 from opsinfra.iam.policy import Request, action_matches, evaluate, statements
 
 ACCOUNT = "123456789012"
-STACKS = (("app", "production"), ("app", "staging"), ("edge", "production"))
+STACKS = (("app", "production"), ("app", "staging"), ("edge", "production"), ("image", "production"))
 # Grants of the execution role no handler need asks for, each with its reason.
 EXCEPTIONS: dict[str, str] = {}
 

@@ -30,7 +30,7 @@ def committed_copy(tmp_path, monkeypatch):
 
 def test_synth_check_committed_templates_match_the_code():
     output = _synth("--check")
-    assert "All 4 committed templates match the code." in output
+    assert "All 5 committed templates match the code." in output
     assert "app-production.json: 122 resources" in output
     assert "bytes compact" in output
 
@@ -70,8 +70,9 @@ def test_synth_default_writes_every_committed_template(committed_copy):
         "app-staging.json",
         "bootstrap-production.json",
         "edge-production.json",
+        "image-production.json",
     ]
-    assert output.count("resources") == 4
+    assert output.count("resources") == 5
 
 
 def test_synth_region_changes_what_the_app_stack_holds(tmp_path):
