@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops lock test serve nginx lint migrate bench bench-shed chaos loadtest loadtest-ui synth checkov schemathesis clean
+.PHONY: run ops lock test serve nginx lint migrate bench bench-shed bench-boot chaos loadtest loadtest-ui synth checkov schemathesis clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ nginx:
 ## bench-shed: load shedding at 4x the checkout capacity through nginx (bench/shedding.py, docs/serving.md)
 bench-shed: $(VENV)/.base nginx
 	$(PY) bench/shedding.py
+
+## bench-boot: an instance's boot steps on the public and the baked image, real wheels and stubbed AWS (docs/image.md)
+bench-boot: $(VENV)/.dev
+	$(PY) -m bench.boot
 
 ## bench: wrk against gunicorn + PostgreSQL + Redis beside the floor app; QUICK=1 for a short run (see README)
 bench: $(VENV)/.base

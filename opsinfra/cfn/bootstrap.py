@@ -319,7 +319,8 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     _allow("ListArtifacts", "s3:ListBucket", GetAtt(bucket, "Arn")),
                     # bake_image: the public parent image, a recipe per bake, the build, and the image parameters.
                     _allow("ParentImage", "ssm:GetParameter", ami_parameter),
-                    _allow("ImageParameters", ["ssm:GetParameters", "ssm:PutParameter"], image_parameters),
+                    _allow("ImageParameter", "ssm:GetParameters", image_parameters[0]),
+                    _allow("PublishImage", "ssm:PutParameter", image_parameters),
                     _allow("ImageRecipes", ["imagebuilder:CreateImageRecipe", "imagebuilder:DeleteImageRecipe",
                                             "imagebuilder:CreateImage"],
                            Sub(f"{builder}:image-recipe/{project}-image-*/*")),

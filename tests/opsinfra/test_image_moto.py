@@ -190,3 +190,34 @@ def test_image_age_check_warns_until_the_image_holds_the_live_release(aws_env):
         Name="/shop/staging/image-release", Value=json.dumps({**record, "release": "v2"}), Type="String", Overwrite=True
     )
     assert image.image_age_check(target=target).warning is None
+
+
+def _release_parameter() -> dict | None:
+    value = _parameter("/shop/staging/release")
+    return json.loads(value) if value else None
+
+
+def test_deploy_app_bake_bakes_before_it_switches(stacks, stub_client):
+    builder = stub_client("imagebuilder")
+    _stub_build(builder, stacks, states=["BUILDING", "AVAILABLE"], step="BuildImage", step_status="RUNNING")
+    # when
+    out, _ = run("deploy_app", "--env", "staging", "--release", "v1", "--bake")
+    # then
+    builder.assert_no_pending_responses()
+    assert out.index("  AVAILABLE") < out.index("Release parameter /shop/staging/release now names v1")
+    assert _parameter("/shop/staging/image") == AMI
+    assert _release_parameter()["version"] == "v1"
+
+
+def test_deploy_app_bake_failure_switches_nothing(stacks, stub_client):
+    builder = stub_client("imagebuilder")
+    _stub_build(builder, stacks, states=["FAILED"], step="BuildImage", step_status="FAILED", reason="dnf exited 1")
+    builder.add_response("cancel_image_creation", {"imageBuildVersionArn": IMAGE}, {"imageBuildVersionArn": IMAGE})
+    builder.add_response("delete_image", {"imageBuildVersionArn": IMAGE}, {"imageBuildVersionArn": IMAGE})
+    builder.add_response("delete_image_recipe", {"imageRecipeArn": RECIPE}, {"imageRecipeArn": RECIPE})
+    # when
+    with pytest.raises(CommandError, match=r"ended FAILED at step BuildImage: dnf exited 1\. Nothing is left running"):
+        run("deploy_app", "--env", "staging", "--release", "v1", "--bake")
+    # then
+    builder.assert_no_pending_responses()
+    assert _release_parameter() is None and _parameter("/shop/staging/image") is None
