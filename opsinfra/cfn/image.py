@@ -78,7 +78,9 @@ def system_document() -> str:
     for name, (path, mode) in IMAGE_FILES.items():
         writes.append(f"cat > {path} <<'SHOP_EOF'\n{userdata.read(name).rstrip()}\nSHOP_EOF\nchmod {mode} {path}")
     steps.append(
-        _bash("scripts-and-units", *writes, "systemctl daemon-reload", "systemctl enable shop-release.service")
+        # Not enabled here: the user data enables shop-release.service once /etc/shop holds the stack's
+        # configuration, so the image's first boot does not run it before its environment files exist.
+        _bash("scripts-and-units", *writes, "systemctl daemon-reload")
     )
     return _document("shop-system", "shop: OS packages, service user, scripts and units", steps)
 

@@ -75,3 +75,10 @@ def test_app_launch_templates_resolve_the_image_parameter_at_launch():
         assert launch["Properties"]["LaunchTemplateData"]["ImageId"] == {
             "Fn::Sub": ["resolve:ssm:${Name}", {"Name": {"Ref": "AmiParameter"}}]
         }
+
+
+def test_image_does_not_enable_the_release_unit_before_user_data_configures_it():
+    # An enabled unit would run at the image's first boot, before the user data writes /etc/shop/*.env.
+    commands = [command for commands in _commands(image.system_document()).values() for command in commands]
+    assert not [command for command in commands if "systemctl enable" in command]
+    assert "systemctl enable shop-release.service" in userdata.read("user-data.sh")
