@@ -175,6 +175,13 @@ def stack_needs(template: dict, place) -> list[Need]:
             elif action == "iam:CreateServiceLinkedRole":
                 target = f"arn:{place.partition}:iam::{place.account}:role/aws-service-role/{kind}"
             needs.append(Need(place.stack_name, logical_id, kind, action, target, context))
+        image = resolver.value(properties.get("LaunchTemplateData", {}).get("ImageId"))
+        if kind == "AWS::EC2::LaunchTemplate" and isinstance(image, str) and image.startswith("resolve:ssm:"):
+            # EC2 checks an image parameter with the caller's credentials when a launch template names one.
+            name = image.removeprefix("resolve:ssm:")
+            owner = "" if name.startswith("/aws/service/") else place.account
+            arn = f"arn:{place.partition}:ssm:{place.region}:{owner}:parameter{name}"
+            needs.append(Need(place.stack_name, logical_id, kind, "ssm:GetParameters", arn, dict(region)))
         service = PASSED_TO.get(kind, "")
         if service:
             roles = set()
