@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run ops lock test serve nginx lint migrate browser bench bench-shed bench-metrics chaos loadtest loadtest-ui synth checkov schemathesis clean
+.PHONY: run ops lock test serve nginx lint migrate browser bench bench-shed bench-metrics bench-boot chaos loadtest loadtest-ui synth checkov schemathesis clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -82,6 +82,10 @@ bench-shed: $(VENV)/.base nginx
 ## bench/metrics_cost.py, docs/metrics.md)
 bench-metrics: $(VENV)/.base
 	$(PY) bench/metrics_cost.py
+
+## bench-boot: an instance's boot steps on the public and the baked image, real wheels and stubbed AWS (docs/image.md)
+bench-boot: $(VENV)/.dev
+	$(PY) -m bench.boot
 
 ## bench: wrk against gunicorn + PostgreSQL + Redis beside the floor app; QUICK=1 for a short run (see README)
 bench: $(VENV)/.base

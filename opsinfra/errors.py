@@ -37,6 +37,10 @@ class ReleaseError(OpsError):
     """A release bundle could not be built, found or rolled out."""
 
 
+class ImageBuildFailed(OpsError):
+    """An image bake failed or timed out; the message names the step and what was cleaned up."""
+
+
 class ScheduleError(OpsError):
     """A sale window was refused (in the past, end before start, unknown name)."""
 

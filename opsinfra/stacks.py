@@ -7,7 +7,7 @@ from django.conf import settings
 
 from opsinfra.errors import StackConfigError
 
-STACKS = ("bootstrap", "app", "edge", "loadgen")
+STACKS = ("bootstrap", "app", "edge", "loadgen", "image")
 # CloudFront takes web ACLs, certificates and publishes its metrics only in us-east-1.
 EDGE_REGION = "us-east-1"
 

@@ -17,6 +17,7 @@ COMMITTED = (
     ("app", "staging"),
     ("edge", "production"),
     ("loadgen", "staging"),
+    ("image", "production"),
 )
 
 

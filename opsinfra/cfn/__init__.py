@@ -11,11 +11,12 @@ STACK_DESCRIPTIONS = {
     "app": "shop: Black-Friday-ready e-commerce stack (VPC, ALB, app instances, RDS Proxy, Redis, CloudFront)",
     "edge": "shop edge (us-east-1): CLOUDFRONT web ACL, certificate, CloudFront and WAF alarms",
     "loadgen": "shop loadgen: a locust master and workers in their own VPC, bounded in size and time",
+    "image": "shop image: EC2 Image Builder components and builder infrastructure for the baked app image",
 }
 
 
 def build_template(stack: str, settings):
-    """The troposphere Template of one stack ("bootstrap", "app" or "edge") for these StackSettings."""
+    """The troposphere Template of one stack ("bootstrap", "app", "edge" or "image") for these StackSettings."""
     from opsinfra.errors import StackConfigError, ops_requirements_check
 
     ops_requirements_check()
@@ -38,6 +39,10 @@ def build_template(stack: str, settings):
         from opsinfra.cfn.loadgen import build_loadgen
 
         build_loadgen(template, settings)
+    elif stack == "image":
+        from opsinfra.cfn.image import build_image
+
+        build_image(template, settings)
     else:
         from opsinfra.cfn.edge_stack import build_edge
 

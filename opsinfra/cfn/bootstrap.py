@@ -35,6 +35,8 @@ BOUNDARY_ACTIONS = [
     "ec2:DescribeNetworkInterfaces",
     "ec2:UnassignPrivateIpAddresses",
     "ec2messages:*",
+    # The image stack's builder instance reads the shop's components.
+    "imagebuilder:GetComponent",
     "logs:CreateLogStream",
     "logs:DescribeLogStreams",
     "logs:PutLogEvents",
@@ -279,6 +281,8 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                       for service, role in sorted(handler_needs.PASSED_ONLY.items())],
                     _allow("ServiceLinkedRoles", "iam:CreateServiceLinkedRole",
                            Sub(f"{account}:role/aws-service-role/*")),
+                    _allow("ImageBuilderRole", "iam:GetRole",
+                           Sub(f"{account}:role/aws-service-role/{handler_needs.IMAGE_BUILDER_ROLE}")),
                     {"Sid": "KeepBoundary", "Effect": "Deny", "Action": "iam:DeleteRolePermissionsBoundary",
                      "Resource": "*"},
                     {"Sid": "BoundaryIsFixed", "Effect": "Deny",
@@ -308,6 +312,10 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                       f"autoScalingGroupName/{project}-*")  # fmt: skip
     # Public parameters belong to no account.
     ami_parameter = Sub(f"arn:${{AWS::Partition}}:ssm:*::parameter{AL2023_AMI}")
+    # bake_image writes the baked AMI (image) and what it holds (image-release); deploy_stack looks for the first.
+    image_parameters = [Sub(f"arn:${{AWS::Partition}}:ssm:*:${{AWS::AccountId}}:parameter/{project}/*/{name}")
+                        for name in ("image", "image-release")]  # fmt: skip
+    builder = "arn:${AWS::Partition}:imagebuilder:*:${AWS::AccountId}"
     # The edge stack lives in us-east-1, so stack and distribution ARNs allow any region of the account.
     deploy = t.add_resource(
         iam.Role(
@@ -330,8 +338,19 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     _allow("RotationCode", "s3:PutObject", rotation_code),
                     # Without ListBucket S3 answers HeadObject of a missing bundle with 403, not 404.
                     _allow("ListArtifacts", "s3:ListBucket", GetAtt(bucket, "Arn")),
-                    # CloudFormation resolves SSM-typed parameters (the AMI id) with the caller's credentials.
-                    _allow("ResolveAmi", "ssm:GetParameters", ami_parameter),
+                    # bake_image: the public parent image, a recipe per bake, the build, and the image parameters.
+                    _allow("ParentImage", "ssm:GetParameter", ami_parameter),
+                    _allow("ImageParameter", "ssm:GetParameters", image_parameters[0]),
+                    _allow("PublishImage", "ssm:PutParameter", image_parameters),
+                    _allow("ImageRecipes", ["imagebuilder:CreateImageRecipe", "imagebuilder:DeleteImageRecipe",
+                                            "imagebuilder:CreateImage"],
+                           Sub(f"{builder}:image-recipe/{project}-image-*/*")),
+                    _allow("ImageBuilds", ["imagebuilder:CreateImage"],
+                           Sub(f"{builder}:infrastructure-configuration/{project}-image-*")),
+                    _allow("Images", ["imagebuilder:GetImage", "imagebuilder:CancelImageCreation",
+                                      "imagebuilder:DeleteImage", "imagebuilder:ListWorkflowExecutions"],
+                           Sub(f"{builder}:image/{project}-image-*/*")),
+                    _allow("ImageSteps", "imagebuilder:ListWorkflowStepExecutions", "*"),
                     _allow("Release", ["ssm:PutParameter", "ssm:GetParameter"],
                            Sub(f"arn:${{AWS::Partition}}:ssm:*:${{AWS::AccountId}}:parameter/{project}/*/release")),
                     # The instance refresh (deploy_app) and the sale windows (schedule_peak).
@@ -369,7 +388,8 @@ def build_bootstrap(t: Template, settings: StackSettings) -> None:
                     # The app template is over 51,200 bytes: it goes to S3 first, and CloudFormation reads it back
                     # with the caller's credentials.
                     _allow("Templates", ["s3:PutObject", "s3:GetObject"], templates),
-                    _allow("ResolveAmi", "ssm:GetParameters", ami_parameter),
+                    # deploy_stack passes the baked image's parameter to the app stack when it exists.
+                    _allow("ImageParameter", "ssm:GetParameters", image_parameters[0]),
                 )
             ],
         )

@@ -19,6 +19,7 @@ ALB_REQUESTS_PER_TARGET = 1000  # per instance per minute
 PRESCALE_UP = "45 19 * * *"
 PRESCALE_DOWN = "0 23 * * *"
 AL2023_AMI = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+AMI_PARAMETER_PATTERN = r"^/[A-Za-z0-9_.\-/]+$"
 ROOT_VOLUME_GIB = 20
 RELEASE_VERSION_PATTERN = VERSION_PATTERN.pattern
 RELEASE_BUNDLE_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/releases/[A-Za-z0-9][A-Za-z0-9._+-]{0,99}\.tar\.gz$"
@@ -138,10 +139,11 @@ def add_compute(
 ) -> Compute:
     ami = parameter(
         t,
-        "AmiId",
-        Type="AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
+        "AmiParameter",
         default=AL2023_AMI,
-        description="App instance AMI: by default the latest Amazon Linux 2023 from its public SSM parameter.",
+        AllowedPattern=AMI_PARAMETER_PATTERN,
+        description="SSM parameter naming the app instances' AMI, resolved at each launch: the baked image's "
+        "(bake_image writes it, deploy_stack passes it) or the public Amazon Linux 2023 one.",
     )
     log_groups = {
         kind: t.add_resource(
@@ -253,7 +255,9 @@ def _launch_template(t: Template, title: str, *, settings: StackSettings, ami, p
         ec2.LaunchTemplate(
             title,
             LaunchTemplateData=ec2.LaunchTemplateData(
-                ImageId=Ref(ami),
+                # EC2 resolves the parameter at every launch (scale-out, warm pool, instance refresh): a new bake
+                # reaches the next launch without a stack update. Launching needs ssm:GetParameters on it.
+                ImageId=Sub("resolve:ssm:${Name}", Name=Ref(ami)),
                 InstanceType=settings.instance_type,
                 IamInstanceProfile=ec2.IamInstanceProfile(Arn=GetAtt(profile, "Arn")),
                 SecurityGroupIds=[groups.app],

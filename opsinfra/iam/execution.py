@@ -28,6 +28,9 @@ NOT_NEEDED = {
     ("AWS::WAFv2::LoggingConfiguration", "s3:*"): "WAF logs go to CloudWatch Logs, not a bucket",
     ("AWS::SSM::Document", "s3:*"): "the migration document has no attachments from S3",
     ("AWS::EC2::Instance", "ssm:*"): "SSM associations of an instance: the loadgen master has none",
+    ("AWS::ImageBuilder::Component", "s3:*"): "the image components are inline (Data), not read from a Uri",
+    ("AWS::ImageBuilder::Component", "kms:*"): "the image components use Image Builder's own key (no KmsKeyId)",
+    ("AWS::ImageBuilder::InfrastructureConfiguration", "sns:*"): "no build notifications: bake_image follows it",
     ("AWS::ElastiCache::ReplicationGroup", "s3:*"): "the cache is not seeded from an S3 snapshot",
     ("*", "s3:REST.PUT.OBJECT"): "not an IAM action (the LogGroup schema lists an S3 API call)",
     # The S3 bucket schema lists S3 API operations that IAM authorizes under other names (S3's own table of actions).
@@ -68,6 +71,8 @@ PASSED_TO = {
     "AWS::EC2::Instance": "ec2.amazonaws.com",
     "AWS::RDS::DBProxy": "rds.amazonaws.com",
     "AWS::EC2::FlowLog": "vpc-flow-logs.amazonaws.com",
+    # The builder instance's profile: Image Builder launches it as EC2 does.
+    "AWS::ImageBuilder::InfrastructureConfiguration": "ec2.amazonaws.com",
     "AWS::Lambda::Function": "lambda.amazonaws.com",
 }
 # Services only one role of the stacks may be passed to: service → the role's logical id.
@@ -75,6 +80,7 @@ PASSED_ONLY = {"lambda.amazonaws.com": "DatabaseRotationRole"}
 # Lambda actions name the function: the execution role holds them on the project's function names only.
 FUNCTION_TYPES = {"AWS::Lambda::Function": "FunctionName", "AWS::Lambda::Permission": "FunctionName",
                   "AWS::SecretsManager::RotationSchedule": "RotationLambdaARN"}  # fmt: skip
+IMAGE_BUILDER_ROLE = "imagebuilder.amazonaws.com/AWSServiceRoleForImageBuilder"
 # IAM actions on a role that carry the role's permissions boundary in the request context (iam:PermissionsBoundary).
 BOUNDARY_ACTIONS = (
     "iam:AttachRolePolicy",
@@ -190,9 +196,22 @@ def stack_needs(template: dict, place) -> list[Need]:
                 target = resolver.attribute(logical_id, "Arn")
             elif kind in FUNCTION_TYPES and action.startswith("lambda:"):
                 target = _function_arn(resolver, properties.get(FUNCTION_TYPES[kind]), place)
+            elif kind.startswith("AWS::ImageBuilder::") and action == "iam:GetRole":
+                # Image Builder's handlers look up its service-linked role.
+                target = f"arn:{place.partition}:iam::{place.account}:role/aws-service-role/{IMAGE_BUILDER_ROLE}"
+            elif action == "iam:GetInstanceProfile":
+                profiles = sorted(ref for ref in _references(properties) if ref in profiles_roles)
+                target = resolver.attribute(profiles[0], "Arn") if profiles else UNKNOWN_RESOURCE
             elif action == "iam:CreateServiceLinkedRole":
                 target = f"arn:{place.partition}:iam::{place.account}:role/aws-service-role/{kind}"
             needs.append(Need(place.stack_name, logical_id, kind, action, target, context))
+        image = resolver.value(properties.get("LaunchTemplateData", {}).get("ImageId"))
+        if kind == "AWS::EC2::LaunchTemplate" and isinstance(image, str) and image.startswith("resolve:ssm:"):
+            # EC2 checks an image parameter with the caller's credentials when a launch template names one.
+            name = image.removeprefix("resolve:ssm:")
+            owner = "" if name.startswith("/aws/service/") else place.account
+            arn = f"arn:{place.partition}:ssm:{place.region}:{owner}:parameter{name}"
+            needs.append(Need(place.stack_name, logical_id, kind, "ssm:GetParameters", arn, dict(region)))
         service = PASSED_TO.get(kind, "")
         if service:
             roles = set()

@@ -70,11 +70,18 @@ def table_build(types: list[str]) -> dict:
 
 
 def template_types() -> set[str]:
-    """Resource types of the app stack (both presets), the edge and the loadgen stacks, as opsinfra.cfn builds them."""
+    """Resource types of the app stack (both presets), the edge, loadgen and image stacks, as opsinfra.cfn builds
+    them."""
     from opsinfra.iam.pipeline import synthesized
 
     found = set()
-    for stack, env in (("app", "production"), ("app", "staging"), ("edge", "production"), ("loadgen", "staging")):
+    for stack, env in (
+        ("app", "production"),
+        ("app", "staging"),
+        ("edge", "production"),
+        ("loadgen", "staging"),
+        ("image", "production"),
+    ):
         found |= {resource["Type"] for resource in synthesized(stack, env=env)["Resources"].values()}
     return found
 

@@ -25,7 +25,7 @@ def production_role(invocation: Invocation) -> str | None:
         if invocation.option("no_execute") or invocation.option("delete_changeset"):
             return PREVIEW_ROLE
         return DEPLOY_ROLE
-    if invocation.name in {"deploy_app", "purge_cdn", "schedule_peak"}:
+    if invocation.name in {"deploy_app", "bake_image", "purge_cdn", "schedule_peak"}:
         return DEPLOY_ROLE
     return None
 

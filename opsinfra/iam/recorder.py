@@ -38,6 +38,7 @@ NO_RESOURCE_LEVEL = {
     "ssm:ListCommandInvocations",
     "ssm:DescribeParameters",
     "sts:GetCallerIdentity",
+    "imagebuilder:ListWorkflowStepExecutions",
 }
 # A stack's or Auto Scaling group's ARN ends in an id the caller does not know; policies match it with "*".
 ANY_ID = "00000000-0000-0000-0000-000000000000"
@@ -225,6 +226,18 @@ class Recorder:
             documents = [self.ssm_document_arn(params["DocumentName"], region)]
             instances = [f"arn:{p}:ec2:{region}:{account}:instance/{item}" for item in params.get("InstanceIds", [])]
             return documents + instances
+        return []
+
+    def _imagebuilder_resources(self, action, params, region):
+        prefix = f"arn:{self.partition}:imagebuilder:{region}:{self.account}"
+        if action == "imagebuilder:CreateImageRecipe":
+            return [f"{prefix}:image-recipe/{params['name'].lower()}/{params['semanticVersion']}"]
+        if action == "imagebuilder:DeleteImageRecipe":
+            return [params["imageRecipeArn"]]
+        if action == "imagebuilder:CreateImage":
+            return [params["imageRecipeArn"], params["infrastructureConfigurationArn"]]
+        if "imageBuildVersionArn" in params:
+            return [params["imageBuildVersionArn"]]
         return []
 
     def ssm_document_arn(self, name: str, region: str) -> str:

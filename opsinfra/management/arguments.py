@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 
 def add_target_arguments(parser, *, default_stack: str = "app") -> None:
     """--stack, --env, --stack-name, --region: which stack a command acts on."""
-    parser.add_argument("--stack", choices=["bootstrap", "app", "edge", "loadgen"], default=default_stack)
+    parser.add_argument("--stack", choices=["bootstrap", "app", "edge", "loadgen", "image"], default=default_stack)
     parser.add_argument("--env", default="staging", help="Settings preset: production or staging.")
     parser.add_argument("--stack-name", help="CloudFormation stack name (default from the preset).")
     parser.add_argument("--region", help="Region (default from the preset).")

@@ -15,4 +15,5 @@ release     uploading a release, migrations, the release parameter, instance ref
 schedule    one-off sale windows on the Auto Scaling group
 preflight   is the live app stack ready for a sale: the checklist and the monthly cost
 probes      HTTP probes of the running shop: the product cache, /health
+image       baked app images: build with Image Builder, publish in the image parameter, age against the release
 """

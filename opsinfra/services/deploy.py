@@ -150,6 +150,13 @@ def upstream_outputs(*, target: Target, template: templates.Template) -> dict[st
             create_with=bootstrap.command(),
         )
         found.update(state.outputs)
+    if target.stack == "app" and "AmiParameter" in wanted:
+        from opsinfra.services.image import image_parameter_for_stack
+
+        # A baked image once bake_image has written its parameter; else the template's public default.
+        baked = image_parameter_for_stack(target=target)
+        if baked:
+            found["AmiParameter"] = baked
     if wanted & EDGE_PARAMETERS and target.region != EDGE_REGION:
         edge = target_resolve(stack="edge", env=target.env, region=EDGE_REGION)
         state = stacks.stack_require(

@@ -39,6 +39,7 @@ VARIANTS = [
     ("edge", "production", None, True),
     ("loadgen", "staging", None, False),
     ("loadgen", "production", "eu-west-1", False),
+    ("image", "production", None, False),
 ]
 
 

@@ -8,6 +8,7 @@ server (which runs in a thread of this process).
 
 import json
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from io import StringIO
@@ -23,7 +24,9 @@ from opsinfra.iam.roles import Place
 from opsinfra.services import deploy, events, templates
 from tests.opsinfra import emulator
 
-PORTS = range(8401, 8420)
+# SHOP_TEST_PORTS=FIRST-LAST moves the emulator into a range of one's own (machines shared by several runs).
+_FIRST, _LAST = (int(port) for port in os.environ.get("SHOP_TEST_PORTS", "8401-8419").split("-"))
+PORTS = range(_FIRST, _LAST + 1)
 REGION = "us-east-1"
 # moto's default account: the ARNs the commands see on the emulator.
 ACCOUNT = "123456789012"

@@ -764,14 +764,21 @@ STAND_IN_MAKERS = {
 }
 
 
+IMAGE_BUILDER_ARNS = {
+    "AWS::ImageBuilder::Component": "component",
+    "AWS::ImageBuilder::InfrastructureConfiguration": "infrastructure-configuration",
+}
+
+
 def _stand_in_class(base, resource_type: str):
     class StandIn(base):
         # moto's model registry names the service after the defining module, also under `python -m`.
         __module__ = "tests.opsinfra.emulator"
 
-        def __init__(self, physical_id: str, properties: dict):
+        def __init__(self, physical_id: str, properties: dict, where: tuple[str, str] = ("", "")):
             self.physical_id = physical_id
             self.properties = properties
+            self.account_id, self.region = where
 
         @staticmethod
         def cloudformation_type() -> str:
@@ -783,7 +790,7 @@ def _stand_in_class(base, resource_type: str):
 
         @classmethod
         def create_from_cloudformation_json(cls, resource_name, cloudformation_json, account_id, region_name, **kw):
-            return cls(resource_name, cloudformation_json.get("Properties", {}))
+            return cls(resource_name, cloudformation_json.get("Properties", {}), (account_id, region_name))
 
         @classmethod
         def update_from_cloudformation_json(
@@ -808,6 +815,14 @@ def _stand_in_class(base, resource_type: str):
             return True
 
         def get_cfn_attribute(self, attribute_name: str) -> str:
+            if attribute_name == "Arn" and resource_type in IMAGE_BUILDER_ARNS:
+                # Image Builder's own ARN form: the deploy role's grants are matched against it.
+                name = self.properties.get("Name", self.physical_id).lower()
+                version = f"/{self.properties['Version']}/1" if "Version" in self.properties else ""
+                return (
+                    f"arn:aws:imagebuilder:{self.region}:{self.account_id}:{IMAGE_BUILDER_ARNS[resource_type]}/"
+                    f"{name}{version}"
+                )
             return f"{self.physical_id}-{attribute_name.replace('.', '-').lower()}"
 
     StandIn.__name__ = StandIn.__qualname__ = "StandIn" + resource_type.replace("::", "")

@@ -33,6 +33,15 @@ DEPLOY_ACTIONS = {
     "ssm:GetCommandInvocation",
     "cloudfront:CreateInvalidation",
     "cloudfront:GetInvalidation",
+    # bake_image (docs/image.md)
+    "imagebuilder:CreateImageRecipe",
+    "imagebuilder:DeleteImageRecipe",
+    "imagebuilder:CreateImage",
+    "imagebuilder:GetImage",
+    "imagebuilder:CancelImageCreation",
+    "imagebuilder:DeleteImage",
+    "imagebuilder:ListWorkflowExecutions",
+    "imagebuilder:ListWorkflowStepExecutions",
 }
 
 

@@ -9,7 +9,13 @@ from opsinfra.iam import roles as role_model
 from opsinfra.iam.policy import Request, action_matches, evaluate, statements
 
 ACCOUNT = "123456789012"
-STACKS = (("app", "production"), ("app", "staging"), ("edge", "production"), ("loadgen", "staging"))
+STACKS = (
+    ("app", "production"),
+    ("app", "staging"),
+    ("edge", "production"),
+    ("loadgen", "staging"),
+    ("image", "production"),
+)
 # Grants of the execution role no handler need asks for, each with its reason.
 EXCEPTIONS: dict[str, str] = {}
 

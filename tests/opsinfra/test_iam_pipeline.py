@@ -3,6 +3,7 @@ they make is recorded and evaluated against the synthesized policy of the role t
 every grant of those roles must be needed by a recorded call (docs/iam.md)."""
 
 import json
+import re
 import tarfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,9 @@ UNEXERCISED = {
     "preview run",
     (pipeline.DEPLOY_ROLE, "ssm:SendCommand"): "AWS-RunShellScript is sent to an app stack without a migration "
     "document (test_release_moto)",
+    (pipeline.DEPLOY_ROLE, "imagebuilder:CancelImageCreation"): "a bake that times out (test_image_moto)",
+    (pipeline.DEPLOY_ROLE, "imagebuilder:DeleteImage"): "a failed bake is removed (test_image_moto)",
+    (pipeline.DEPLOY_ROLE, "imagebuilder:DeleteImageRecipe"): "a failed bake's recipe is removed (test_image_moto)",
     (pipeline.DEPLOY_ROLE, "cloudfront:GetInvalidation"): "moto completes an invalidation at once; the polling is "
     "test_purge_moto's (stubbed)",
 }
@@ -62,6 +66,19 @@ def refresh_answers(stub, group: str):
     )
 
 
+def bake_answers(stub):
+    """A bake that succeeds at the first poll."""
+    recipe = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}:image-recipe/shop-image-production/2026.1206.1"
+    image = f"arn:aws:imagebuilder:{REGION}:{ACCOUNT}:image/shop-image-production/2026.1206.1/1"
+    stub.add_response("create_image_recipe", {"imageRecipeArn": recipe})
+    stub.add_response("create_image", {"imageBuildVersionArn": image})
+    stub.add_response("get_image", {"image": {"arn": image, "state": {"status": "BUILDING"}}})
+    stub.add_response("list_workflow_executions", {"workflowExecutions": [{"workflowExecutionId": "wf-1"}]})
+    stub.add_response("list_workflow_step_executions", {"steps": [{"name": "BuildImage", "status": "RUNNING"}]})
+    amis = {"amis": [{"region": REGION, "image": "ami-0abcdef1234567890"}]}
+    stub.add_response("get_image", {"image": {"arn": image, "state": {"status": "AVAILABLE"}, "outputResources": amis}})
+
+
 @pytest.fixture
 def pipeline_run(aws_env, aws_calls, outputs_dir, monkeypatch, stub_client, tmp_path, settings):
     """Bootstrap (an administrator), then the deploy workflow, the preview workflow and the operator commands."""
@@ -80,6 +97,10 @@ def pipeline_run(aws_env, aws_calls, outputs_dir, monkeypatch, stub_client, tmp_
     run("schedule_peak", "--env", "production", "--outputs-file", outputs, "--remove", f"sale-{start:%Y%m%d-%H%M}")
     # moto 5.2.5 runs no SSM command and has no instance refresh: those answers are stubbed.
     monkeypatch.setattr(bundle, "bundle_build", tiny_bundle)
+    # The image stack (an administrator), then bake_image (the deploy role); moto has no Image Builder.
+    run("deploy_stack", "--stack", "image", "--env", "production", "--no-input", "--allow-wider-access")
+    bake_answers(stub_client("imagebuilder"))
+    run("bake_image", "--env", "production", "--release", "v1")
     ssm = stub_client("ssm")
     ssm.add_response("describe_document", {"Document": {"Name": "d", "Parameters": [{"Name": "Version"},
                                                                                    {"Name": "Bundle"}]}})  # fmt: skip
@@ -89,6 +110,9 @@ def pipeline_run(aws_env, aws_calls, outputs_dir, monkeypatch, stub_client, tmp_
     ssm.add_response("put_parameter", {"Version": 1})
     refresh_answers(stub_client("autoscaling"), group)
     run("deploy_app", "--env", "production", "--wait", "--outputs-file", outputs, "--release", "v1")
+    # deploy_stack looks for the baked image's parameter (the preview, then the update).
+    for _ in range(2):
+        ssm.add_response("get_parameters", {"Parameters": [{"Name": "/shop/production/image", "Value": "ami-1"}]})
     # A pull request that changes the app stack (the alert address): preview.yml shows the diff
     # against the deployed template, then the push of its merge runs deploy.yml, an update under the stack policy.
     production = settings.OPSINFRA["ENVIRONMENTS"]["production"]
@@ -97,7 +121,9 @@ def pipeline_run(aws_env, aws_calls, outputs_dir, monkeypatch, stub_client, tmp_
                          "ENVIRONMENTS": {**settings.OPSINFRA["ENVIRONMENTS"], "production": changed}}  # fmt: skip
     previewed, _ = run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--no-execute",
                     "--changeset-name", "preview-pr-7-1")  # fmt: skip
-    assert 'AlertEmail  "" → ops@example.com' in previewed, previewed
+    assert re.search(r'AlertEmail +"" → ops@example.com', previewed), previewed
+    # The first deploy after the first bake points the launch templates at the baked image's parameter.
+    assert re.search(r"AmiParameter +/aws/service/ami-amazon-linux-latest/\S+ → /shop/production/image", previewed)
     run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--delete-changeset", "preview-pr-7-1")
     updated, _ = run("deploy_stack", "--stack", "app", "--env", "production", "--no-input", "--outputs-file", outputs)
     assert "UPDATE_COMPLETE" in updated, updated

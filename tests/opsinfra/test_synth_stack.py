@@ -68,7 +68,7 @@ def test_synth_default_writes_every_committed_template(committed_copy):
     assert sorted(path.name for path in committed_copy.iterdir()) == sorted(
         f"{stack}-{env}.json" for stack, env in synth.COMMITTED
     )
-    assert "loadgen-staging.json" in {path.name for path in committed_copy.iterdir()}
+    assert {"loadgen-staging.json", "image-production.json"} <= {path.name for path in committed_copy.iterdir()}
     assert output.count("resources") == len(synth.COMMITTED)
 
 

@@ -41,6 +41,8 @@ GROUP = "shop-app-production-ComputeAutoScalingGroup-ABC"
 # Each stub appends its name and arguments to $CALLS, then does the least the script needs.
 STUBS = {
     "dnf": "",
+    # The public image has none of the packages; BAKED=1 is the baked image, which has them all.
+    "rpm": '[ "${BAKED:-0}" = 1 ]',
     "useradd": "",
     "id": "exit 1",
     "amazon-cloudwatch-agent-ctl": "",
@@ -179,7 +181,10 @@ def test_userdata_first_boot_installs_writes_units_and_starts_the_release_unit(i
     # then
     assert done.returncode == 0, done.stderr
     steps = box.steps()
-    assert steps[0] == "dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent nginx"
+    assert steps[:2] == [
+        "rpm -q python3.11 python3.11-pip amazon-cloudwatch-agent nginx",
+        "dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent nginx",
+    ]
     assert "useradd --system --home-dir /opt/shop --no-create-home --shell /sbin/nologin shop" in steps
     assert steps[-3:] == [
         "systemctl daemon-reload",
@@ -370,3 +375,60 @@ def test_userdata_migrate_refuses_a_release_name_that_is_a_path(instance):
     done = box.run(migrate, "../../etc", "s3://shop-artifacts/releases/x.tar.gz")
     assert done.returncode != 0
     assert not any(step.startswith(("aws s3 cp", "venv-python")) for step in box.steps())
+
+
+def _bake(box, version):
+    """What the image's components leave on disk: shop-release installed and `shop-release install` run without any
+    of the stack's configuration (no /etc/shop/*.env)."""
+    sbin = box.root / "usr/local/sbin"
+    sbin.mkdir(parents=True, exist_ok=True)
+    (sbin / "shop-release").write_text(userdata.read("shop-release.sh"))
+    (sbin / "shop-release").chmod(0o755)
+    return box.run(sbin / "shop-release", "install", version, f"s3://shop-artifacts/releases/{version}.tar.gz",
+                   AWS_REGION="us-east-1")  # fmt: skip
+
+
+def test_userdata_bake_installs_the_release_without_configuration(instance):
+    box, _ = instance
+    # when
+    done = _bake(box, "v1")
+    # then
+    assert done.returncode == 0, done.stderr
+    assert (box.root / "opt/shop/releases/v1/.installed").exists()
+    assert not (box.root / "etc/shop").exists()
+    assert not (box.root / "opt/shop/current").exists()
+    assert not any(step.startswith("systemctl") for step in box.steps())
+
+
+def test_userdata_on_the_baked_image_skips_packages_and_the_release_it_has(instance):
+    box, script = instance
+    assert _bake(box, "v1").returncode == 0
+    box.release("v1")
+    # when
+    first = box.run(script, BAKED="1")
+    first_steps = box.steps()
+    boot = box.run(_boot(box), BAKED="1")
+    # then
+    assert first.returncode == 0, first.stderr
+    assert boot.returncode == 0, boot.stderr
+    assert not any(step.startswith("dnf") for step in first_steps)
+    assert not any(step.startswith(("aws s3 cp", "python3.11")) for step in box.steps())
+    assert os.readlink(box.root / "opt/shop/current") == "releases/v1"
+    assert box.steps()[-1].endswith("--lifecycle-action-result CONTINUE")
+
+
+def test_userdata_on_the_baked_image_installs_a_newer_release_at_boot(instance):
+    box, script = instance
+    assert _bake(box, "v1").returncode == 0
+    box.release("v2")
+    assert box.run(script, BAKED="1").returncode == 0
+    # when
+    done = box.run(_boot(box), BAKED="1")
+    # then
+    assert done.returncode == 0, done.stderr
+    steps = box.steps()
+    assert any(step.startswith("aws s3 cp --only-show-errors --region us-east-1 s3://shop-artifacts/releases/v2")
+               for step in steps)  # fmt: skip
+    assert os.readlink(box.root / "opt/shop/current") == "releases/v2"
+    # The image's release is not the previous one of a running instance: it goes.
+    assert sorted(path.name for path in (box.root / "opt/shop/releases").iterdir()) == ["v2"]

@@ -8,8 +8,11 @@
 set -euo pipefail
 
 root="${SHOP_ROOT:-}"
-# shellcheck source=/dev/null
-. "$root/etc/shop/instance.env"
+# Absent while an image is baked (`install` only): the image carries no configuration.
+if [[ -f "$root/etc/shop/instance.env" ]]; then
+  # shellcheck source=/dev/null
+  . "$root/etc/shop/instance.env"
+fi
 releases="$root/opt/shop/releases"
 current_link="$root/opt/shop/current"
 imds="http://169.254.169.254/latest"
@@ -40,8 +43,11 @@ install_release() {
   "$target/venv/bin/pip" install --quiet --no-index --find-links "$target/wheels" -r "$target/requirements/base.txt"
   (
     set -a
-    # shellcheck source=/dev/null
-    . "$root/etc/shop/app.env"
+    # collectstatic needs no secret or endpoint: without app.env (an image bake) it runs on the defaults.
+    if [[ -f "$root/etc/shop/app.env" ]]; then
+      # shellcheck source=/dev/null
+      . "$root/etc/shop/app.env"
+    fi
     set +a
     SHOP_VERSION="$version" "$target/venv/bin/python" "$target/manage.py" collectstatic --noinput --verbosity 0
   )

@@ -8,7 +8,13 @@ root="${SHOP_ROOT:-}"
 
 # Amazon Linux 2023's python3 is 3.9, too old for Django 5.2. nginx is the front (shop-nginx.service): only its
 # binary is used, with the release's config (shop/nginx), never the package's nginx.service.
-dnf install -y python3.11 python3.11-pip amazon-cloudwatch-agent nginx
+# The baked image (bake_image) has them: rpm says so, and dnf (and its repository metadata) is skipped.
+packages=(python3.11 python3.11-pip amazon-cloudwatch-agent nginx)
+if rpm -q "${packages[@]}" >/dev/null 2>&1; then
+  echo "user-data: packages already installed (baked image)"
+else
+  dnf install -y "${packages[@]}"
+fi
 
 if ! id shop >/dev/null 2>&1; then
   useradd --system --home-dir /opt/shop --no-create-home --shell /sbin/nologin shop

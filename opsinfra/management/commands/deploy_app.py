@@ -5,7 +5,7 @@ from django.core.management.base import CommandError
 
 from opsinfra.errors import OpsError, ReleaseError
 from opsinfra.management.base import OpsCommand
-from opsinfra.services import bundle, deploy, release
+from opsinfra.services import bundle, deploy, image, release
 
 
 class Command(OpsCommand):
@@ -24,11 +24,17 @@ class Command(OpsCommand):
         )
         parser.add_argument("--env", default="staging", help="Settings preset: production or staging.")
         parser.add_argument("--no-refresh", action="store_true", help="Do not replace instances (first deploy).")
+        parser.add_argument(
+            "--bake",
+            action="store_true",
+            help="Bake the release into the app image (bake_image) before switching: new instances then boot without "
+            "installing it. A failed bake switches nothing.",
+        )
         parser.add_argument("--wait", action="store_true", help="Follow the instance refresh to its end.")
         parser.add_argument("--timeout", type=float, default=60, metavar="MINUTES", help="Bound on --wait.")
         parser.add_argument("--outputs-file", metavar="PATH", help="The app stack's outputs file.")
 
-    def handle(self, *args, release_name, env, no_refresh, wait, timeout, outputs_file, verbosity, **options):
+    def handle(self, *args, release_name, env, no_refresh, bake, wait, timeout, outputs_file, verbosity, **options):
         if timeout <= 0:
             raise CommandError(f"--timeout {timeout:g}: give a number of minutes above 0.")
         try:
@@ -36,6 +42,8 @@ class Command(OpsCommand):
             target = deploy.target_resolve(stack="app", env=env)
             place = release.release_place(target=target, outputs_file=outputs_file)
             self.upload(place, version, verbosity)
+            if bake:
+                self.bake(place, version, env)
             if place.asg_name:
                 self.migrate(place, version)
             else:
@@ -65,6 +73,17 @@ class Command(OpsCommand):
                 self.stdout.write(f"  {path.name}: {path.stat().st_size:,} bytes")
             release.bundle_upload(place=place, version=version, path=path)
         self.stdout.write(f"Uploaded {url}.")
+
+    def bake(self, place, version, env):
+        where = image.image_place(env=env, region=place.region)
+        self.stdout.write(f"Baking release {version} into an image with {where.recipe_name}…")
+        baked = image.image_bake(
+            place=where,
+            version=version,
+            bundle_url=release.bundle_url(place, version),
+            on_progress=lambda p: self.stdout.write(f"  {p.status}" + (f" ({p.step})" if p.step else "")),
+        )
+        self.stdout.write(f"Image {baked.image_id} holds release {version}; {where.image_parameter} now names it.")
 
     def migrate(self, place, version):
         migration = release.migrations_run(place=place, version=version)
