@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from opsinfra import aws, capacity, costs
 from opsinfra.errors import OpsError, StackNotFound
-from opsinfra.services import probes, schedule, stacks, status
+from opsinfra.services import image, probes, schedule, stacks, status
 from opsinfra.services.deploy import Target
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -116,6 +116,7 @@ def preflight_run(
         _guarded("budget", budget_check, live),
         product_cache_check(live, pages=pages, products=products),
         _guarded("release", release_check, live),
+        _guarded("image", image_check, live),
     ]
     try:
         minimum, peak, usage, cost_error = *_costs(live, expected_rps=expected_rps), ""
@@ -597,6 +598,17 @@ def release_check(live: Live) -> Check:
     if refresh and refresh.get("Status") != "Successful":
         return Check("release", WARN, f"{version} answers /health{refreshed}.")
     return Check("release", PASS, f"{version} answers /health{refreshed}.")
+
+
+def image_check(live: Live) -> Check:
+    """The image new instances launch from against the live release: an instance beyond the warm pool launched from
+    an older image (or the public one) installs the release at boot, minutes instead of seconds (docs/image.md)."""
+    age = image.image_age_check(target=live.target)
+    if age.warning:
+        return Check("image", WARN, age.warning)
+    if age.release is None:
+        return Check("image", PASS, "no release yet: nothing to compare the image with.")
+    return Check("image", PASS, f"{age.image} holds the live release {age.release} (baked {age.baked_at}).")
 
 
 def _last_refresh(live: Live) -> dict | None:

@@ -16,7 +16,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalog.models import Inventory, Product
-from opsinfra.services import bundle
+from opsinfra.services import bundle, image
 from tests.opsinfra.conftest import ACCOUNT, run
 from tests.servers import gunicorn_servers, server_env
 
@@ -108,9 +108,10 @@ def test_preflight_after_the_walkthrough_reads_every_check_and_prints_the_cost(w
         "budget": "pass",
         "product cache": "warn",  # the first run finds the cache cold
         "release": "pass",
+        "image": "warn",  # nothing baked: new instances install the release at boot
     }
     assert refusal == ""  # warns alone exit 0
-    assert out.splitlines()[-1] == "Ready: 13 pass, 3 warn, 0 fail."
+    assert out.splitlines()[-1] == "Ready: 13 pass, 4 warn, 0 fail."
     window = f"sale-{PEAK - timedelta(hours=1):%Y%m%d-%H%M}"
     assert checks["capacity"][1] == (
         f"10 x t3.medium (sale window {window}) x 16.6 req/s = 166 req/s at the origin >= 150 expected."
@@ -125,7 +126,7 @@ def test_preflight_after_the_walkthrough_reads_every_check_and_prints_the_cost(w
     # The month: 2 instances at the minimum, the window's 10 at the peak, priced from the dated table.
     assert re.search(r"^instances +2 x t3\.medium +60\.74 +303\.68$", out, re.M)
     assert re.search(r"^database +db\.t3\.medium multi-AZ +105\.12 +105\.12$", out, re.M)
-    assert re.search(r"^total +424\.16 +679\.90$", out, re.M)
+    assert re.search(r"^total +425\.06 +680\.80$", out, re.M)
 
     # when the misses filled the cache, a second run finds every page and product warm
     out, refusal = preflight(*args)
@@ -134,7 +135,7 @@ def test_preflight_after_the_walkthrough_reads_every_check_and_prints_the_cost(w
     assert refusal == ""
     # --strict: a warn is a failure too
     out, refusal = preflight(*args, "--strict")
-    assert refusal == "Not ready: 14 pass, 2 warn, 0 fail (warm pool, cache memory)."
+    assert refusal == "Not ready: 14 pass, 3 warn, 0 fail (warm pool, cache memory, image)."
 
 
 def test_preflight_fails_what_changed_on_the_live_stack(walkthrough, shop_url):
@@ -149,7 +150,7 @@ def test_preflight_fails_what_changed_on_the_live_stack(walkthrough, shop_url):
     out, refusal = preflight(*args, "--at", (PEAK + timedelta(days=1)).isoformat(), "--expected-rps", "400")
 
     checks = checklist(out)
-    assert checks["alarms"] == ("warn", f"17 alarms notify the topic; in ALARM now: {alarms[0]['AlarmName']}.")
+    assert checks["alarms"] == ("warn", f"23 alarms notify the topic; in ALARM now: {alarms[0]['AlarmName']}.")
     assert checks["alert subscription"][0] == "fail"
     assert checks["alert subscription"][1].startswith("nobody is subscribed to the alerts topic")
     assert checks["budget"][0] == "fail"
@@ -165,6 +166,27 @@ def test_preflight_fails_what_changed_on_the_live_stack(walkthrough, shop_url):
     assert refusal.endswith("(capacity, alert subscription, budget).")
     # the peak the cost is printed for stops at the group's max
     assert re.search(r"^instances +2 x t3\.medium +60\.74 +607\.36$", out, re.M)
+
+
+def test_preflight_warns_while_the_baked_image_holds_an_older_release(walkthrough, shop_url):
+    """bake_image publishes an image and what it holds (image.image_publish); the check compares it with the live
+    release deploy_app set."""
+    args = ("--env", "production", "--url", shop_url, "--no-drift", "--pages", "1", "--products", "1")
+    run("deploy_stack", "--stack", "image", "--env", "production", "--no-input", "--allow-wider-access")
+    place = image.image_place(env="production")
+
+    image.image_publish(place=place, image_id="ami-0123456789abcdef0", release="v1.4.1", parent="ami-0parent")
+    detail = checklist(preflight(*args)[0])["image"]
+
+    assert detail[0] == "warn"
+    assert "ami-0123456789abcdef0 holds release v1.4.1" in detail[1] and f"the live release is {VERSION}" in detail[1]
+    assert f"bake_image --env production --release {VERSION}" in detail[1]
+
+    image.image_publish(place=place, image_id="ami-0fedcba9876543210", release=VERSION, parent="ami-0parent")
+    state, detail = checklist(preflight(*args)[0])["image"]
+
+    assert state == "pass"
+    assert detail.startswith(f"ami-0fedcba9876543210 holds the live release {VERSION} (baked ")
 
 
 @pytest.mark.parametrize(
