@@ -19,14 +19,13 @@ GITHUB_THUMBPRINTS = ["6938fd4d98bab03faadb97b34396831e3780aea1", "1c58a3a8518e8
 MANAGED_POLICY_LIMIT = 6_144
 # The checkov findings of each execution policy part, as split today (test_cfn_checkov fails on a stale entry).
 EXECUTION_POLICY_CHECKS = {
-    1: ("CKV_AWS_107", "CKV_AWS_109", "CKV_AWS_111"),
+    1: ("CKV_AWS_107", "CKV_AWS_111"),
     2: ("CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_111"),
 }
 BOUNDARY_ACTIONS = [
     # What the roles the stacks create may ever do: their own policies (instance, proxy, flow logs, rotation,
-    # loadgen) and
-    # AmazonSSMManagedInstanceCore, which the instance role attaches. tests/opsinfra/test_iam_execution.py checks
-    # that every action the app stack's roles are granted is inside.
+    # loadgen, image builder) and AmazonSSMManagedInstanceCore, which the instance role attaches.
+    # tests/opsinfra/test_iam_execution.py checks that every action the stacks' roles are granted is inside.
     "autoscaling:CompleteLifecycleAction",
     # The rotation function's network interfaces in the VPC.
     "ec2:AssignPrivateIpAddresses",

@@ -4,6 +4,7 @@ namespace, name and dimensions) or as the stack's log metric filter publishes it
 writes never fires; CloudWatch accepts it all the same."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,9 @@ def _app_namespace(template: dict) -> str | None:
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::EC2::LaunchTemplate":
             continue
-        parts = resource["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Join"][1]
-        text = "".join(part for part in parts if isinstance(part, str))
-        return text.split("METRICS_NAMESPACE=", 1)[1].split("\n", 1)[0]
+        found = re.search(r"METRICS_NAMESPACE=([^\\\n\"]+)", json.dumps(resource["Properties"]["LaunchTemplateData"]))
+        if found:  # an app instance (the loadgen fleet's launch templates run no app)
+            return found.group(1)
     return None
 
 

@@ -36,8 +36,9 @@ def test_production_shape_counts_the_template_parts():
     assert (shape.instances, shape.warm_pool, shape.nat_gateways, shape.availability_zones) == (2, 3, 3, 3)
     assert (shape.interface_endpoints, shape.web_acls, shape.waf_rules, shape.cache_nodes) == (2, 1, 5, 2)
     assert (shape.kms_keys, shape.secrets, shape.dashboards, shape.load_balancers) == (1, 5, 1, 1)
-    # 13 single-metric alarms, three over both Redis nodes (2 metrics each), one over their hits and misses (4)
-    assert shape.alarm_metrics == 23
+    # 13 single-metric alarms, three over both Redis nodes (2 metrics each), one over their hits and misses (4); the
+    # app's own: four single-metric, checkout errors over outcomes (2), cache hit rate over hits, misses, bypasses (3)
+    assert shape.alarm_metrics == 32
 
 
 def test_production_month_at_minimum_and_at_ten_instances():
@@ -52,7 +53,7 @@ def test_production_month_at_minimum_and_at_ten_instances():
     assert lines["public IPv4"] == round(6 * 0.005 * 730, 2)  # three NAT addresses, three ALB nodes
     assert peak["instances"] == round(10 * 0.0416 * 730, 2)
     assert peak["instance volumes"] == round(13 * 20 * 0.08, 2)
-    assert costs.total(costs.monthly_cost(shape)) == 424.16
+    assert costs.total(costs.monthly_cost(shape)) == 425.06
     assert {item for item in lines} == {item for item in peak}
 
 

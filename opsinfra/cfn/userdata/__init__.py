@@ -2,13 +2,15 @@
 
 Placeholders are `{{Name}}` (a value) and `{{File:name}}` (a file of this directory). A value may be a plain
 string or a CloudFormation expression; with expressions the result is an Fn::Join, so the script needs no
-escaping of its own `${...}` for Fn::Sub.
+escaping of its own `${...}` for Fn::Sub. Comment lines (not `#!` or a shellcheck directive) are left out of the
+rendered script: EC2 takes at most 16 KB of user data, and the files keep their comments for readers.
 """
 
 import re
 from importlib import resources
 
 _FILE = re.compile(r"\{\{File:([A-Za-z0-9_.-]+)\}\}")
+_COMMENT_LINE = re.compile(r"^[ \t]*#(?!!| shellcheck ).*\n", re.M)
 ENTRYPOINT = "user-data.sh"
 
 
@@ -27,7 +29,7 @@ def placeholders(text: str) -> list[str]:
 
 def render_parts(values: dict, *, entrypoint: str = ENTRYPOINT) -> list:
     """The script as a list of strings and values, in order; KeyError names a placeholder with no value."""
-    text = inline_files(read(entrypoint))
+    text = _COMMENT_LINE.sub("", inline_files(read(entrypoint)))
     missing = set(placeholders(text)) - set(values)
     if missing:
         raise KeyError(f"user data placeholders without a value: {', '.join(sorted(missing))}")
