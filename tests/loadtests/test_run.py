@@ -22,10 +22,14 @@ from loadtests.run import (
     run,
     server_environment,
 )
+from tests.workers import HEAVY, worker_ports
+
+pytestmark = HEAVY
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-# This suite's share of the project's port range; a concurrent run of the suite takes the next free one.
-SMOKE_PORTS = range(8502, 8520)
+# This suite's share of the project's port range, split between pytest-xdist workers; a concurrent run of the
+# suite takes the next free one.
+SMOKE_PORTS = worker_ports(range(8502, 8520))
 # About 5.6 s of shape (0.9 s baseline, 1.8 s ramp, 2.7 s peak, 0.2 s cool-down): 12 shoppers and 1 bot, enough
 # for some 40 shopper actions, so a run without a single checkout (0.8^40) does not happen.
 SMOKE_ARGS = ("--time-scale", "0.003", "--peak-users", "12")

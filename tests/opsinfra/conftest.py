@@ -22,7 +22,9 @@ from opsinfra.iam import pipeline, recorder
 from opsinfra.iam.roles import Place
 from opsinfra.services import deploy, events, templates
 from tests.opsinfra import emulator
+from tests.workers import worker_ports
 
+# The suite's ports for the moto server; each pytest-xdist worker probes its own share of them.
 PORTS = range(8401, 8420)
 REGION = "us-east-1"
 # moto's default account: the ARNs the commands see on the emulator.
@@ -33,14 +35,15 @@ COMMON_OPTIONS = {"stdout", "stderr", "verbosity", "settings", "pythonpath", "tr
 
 
 def _free_port() -> int:
-    for port in PORTS:
+    ports = worker_ports(PORTS)
+    for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} for the moto server")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1} for the moto server")
 
 
 @pytest.fixture(scope="session")
