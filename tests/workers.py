@@ -68,8 +68,9 @@ def redis_space_flush(client) -> int:
     return client.eval(_FLUSH_LUA, 0, redis_space())
 
 
-# Tests that must not share the machine with one another: they start nginx or many gunicorn workers, or measure
-# time or a spread of load. Under `--dist loadgroup` one worker runs them one after another (docs/testing.md).
+# Tests that must not share the machine with one another: they start nginx or many gunicorn workers, run thousands
+# of checkouts on many threads, or measure time or a spread of load. Under `--dist loadgroup` one worker runs them
+# one after another (docs/testing.md).
 HEAVY = pytest.mark.xdist_group("heavy")
 
 
