@@ -46,9 +46,12 @@ run: $(VENV)/.base
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py seed_products
 	DJANGO_DEBUG=$${DJANGO_DEBUG:-1} $(PY) manage.py runserver 127.0.0.1:$(PORT)
 
-## test: the whole suite (PostgreSQL/Redis tests skip unless DATABASE_URL/REDIS_URL are set)
+# pytest-xdist workers, one a core by default; TEST_WORKERS=0 runs the suite in this process. --dist loadgroup keeps
+# each xdist_group (tests that must not share the machine with one another) on one worker (docs/testing.md).
+TEST_WORKERS ?= auto
+## test: the whole suite on every core (PostgreSQL/Redis tests skip unless DATABASE_URL/REDIS_URL are set)
 test: $(VENV)/.dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # `make test` runs it with 25 examples per operation and phase; SCHEMATHESIS_SEED=n changes the fixed seed.
 SCHEMATHESIS_EXAMPLES ?= 200

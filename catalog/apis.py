@@ -50,10 +50,10 @@ def product_cache_control() -> str:
 
 def _errors(*codes: int) -> dict:
     described = {
-        400: "Invalid query parameter.",
-        401: "Missing or wrong bearer token.",
-        404: "Not found.",
-        503: "The database did not answer in time (Retry-After).",
+        400: "invalid_parameter: a query parameter is out of bounds.",
+        401: "unauthorized: missing or wrong bearer token.",
+        404: "product_not_found: no product has this id (`product_ids` names it when it is a number).",
+        503: "database_unavailable: the database did not answer in time (Retry-After).",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=described[code]) for code in codes}
 
@@ -216,7 +216,7 @@ def product_detail_get(request, product_id: str) -> HttpResponse:
 def product_detail_response(product_id: int) -> cache.CachedResponse:
     row = product_detail(product_id=product_id)
     if row is None:
-        raise ProductNotFound(product_id)
+        raise ProductNotFound(product_ids=[product_id])
     return cache.CachedResponse.of(json_bytes(product_detail_item(row)))
 
 
@@ -231,7 +231,7 @@ class InventoryApi(NoStoreApi):
         pk = product_id_param(product_id)
         row = inventory_get(product_id=pk)
         if row is None:
-            raise ProductNotFound(pk)
+            raise ProductNotFound(product_ids=[pk])
         return Response(inventory_item(row))
 
 
@@ -274,7 +274,11 @@ class MetricsApi(NoStoreApi):
         description="Needs `Authorization: Bearer <METRICS_TOKEN>` when a token is configured; without one it "
         "answers only with DEBUG on.",
         parameters=[OpenApiParameter("Authorization", str, OpenApiParameter.HEADER, description="Bearer <token>")],
-        responses={200: MetricsSerializer, **_errors(401, 404)},
+        responses={
+            200: MetricsSerializer,
+            **_errors(401),
+            404: OpenApiResponse(ErrorSerializer, description="not_found: no token configured and DEBUG off."),
+        },
     )
     def get(self, request):
         _authorize_metrics(request.META.get("HTTP_AUTHORIZATION", ""))

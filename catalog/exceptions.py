@@ -10,11 +10,22 @@ class InvalidParameter(DomainError):
 
 
 class ProductNotFound(DomainError):
-    status_code = status.HTTP_404_NOT_FOUND
-    code = "not_found"
+    """No product has these ids: a product read, a stock count, a sale, a cart line or an order naming one.
 
-    def __init__(self, product_id: object):
-        super().__init__(f"No product with id {product_id}.")
+    `product_ids` are listed in the body. A URL path's id that cannot be an id at all (catalog.params) is named
+    in the detail only, as `path_id`.
+    """
+
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "product_not_found"
+
+    def __init__(self, *, product_ids: list[int] | None = None, path_id: str | None = None):
+        if product_ids is None:
+            super().__init__(f"No product with id {path_id}.")
+        else:
+            names = ", ".join(str(pid) for pid in product_ids)
+            super().__init__(f"No product with id {names}.", product_ids=product_ids)
+        self.product_ids = product_ids or []
 
 
 class InvalidQuantity(DomainError):

@@ -6,7 +6,7 @@ its units off the gate) or refuses it (sold out, or the sale has not started), a
 served; a refused attempt never reaches PostgreSQL. An admitted one goes on to PostgreSQL, whose conditional stock
 UPDATE and CHECK (quantity >= 0) stay the last word; when PostgreSQL does not sell it, its units go back to the gate.
 
-The gate is one Redis hash, GATE_KEY: `gen` (which build of the gate this is), `s:<id>` (the sale's start, epoch
+The gate is one Redis hash, gate_key(): `gen` (which build of the gate this is), `s:<id>` (the sale's start, epoch
 milliseconds) and `u:<id>` (units left) per product on sale. Its counts err towards underselling: an attempt's
 units leave the gate before its order commits and come back if it fails. Units given back carry the build they
 were taken from, so units taken before a rebuild never inflate the rebuilt counts. A rebuild or a resync reads
@@ -26,15 +26,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.utils import timezone
 
 from catalog.models import Inventory, Product
+from shop.database_identity import database_tag
 from shop.redis import redis_call, redis_client
 
 log = logging.getLogger("shop.gate")
 
-GATE_KEY = "gate"
-REBUILD_LOCK_KEY = "gate:rebuild"
+
+def gate_key(name: str = "") -> str:
+    """A key of the gate: `{CACHE_KEY_PREFIX}:gate:<db>` (the hash), or that and `:name`. <db> is
+    shop.database_identity's tag, so a gate built from one database is never read for another."""
+    key = f"{settings.CACHE_KEY_PREFIX}:gate:{database_tag()}"
+    return f"{key}:{name}" if name else key
+
+
 # A rebuild reads a handful of rows; a rebuilder that died lets the next one in after this long.
 REBUILD_LOCK_MS = 5_000
 # How stale a worker's list of products on sale may be. Every worker reads the hash once a second instead of once
@@ -159,7 +167,7 @@ def products_on_sale() -> frozenset[int]:
         now = time.monotonic()
         if now - _sales.read_at < SALES_REFRESH_SECONDS:
             return _sales.product_ids
-        fields = redis_call(lambda client: client.hkeys(GATE_KEY), None)
+        fields = redis_call(lambda client: client.hkeys(gate_key()), None)
         if fields is None:  # Redis down: no gate until it answers again
             _sales.product_ids = frozenset()
         elif not fields:
@@ -187,7 +195,7 @@ def admit(*, lines: list[tuple[int, int]], token: str, idempotency_key: str | No
     for pid, quantity in gated:
         args += [pid, quantity]
     marker = key_marker(token=token, idempotency_key=idempotency_key)
-    answer = redis_call(lambda client: _script(ADMIT_LUA)(keys=[GATE_KEY, marker], args=args, client=client), None)
+    answer = redis_call(lambda client: _script(ADMIT_LUA)(keys=[gate_key(), marker], args=args, client=client), None)
     if answer is None:
         return NO_ADMISSION
     status = answer[0]
@@ -207,7 +215,7 @@ def key_marker(*, token: str, idempotency_key: str | None) -> str:
     if idempotency_key is None:
         return ""
     digest = hashlib.sha256(f"{token}\n{idempotency_key}".encode()).hexdigest()
-    return f"gate:key:{digest}"
+    return gate_key(f"key:{digest}")
 
 
 def key_forget(marker: str) -> None:
@@ -224,7 +232,7 @@ def give_back(admission: Admission, *, except_ids: frozenset[int] = frozenset())
     args = [admission.gen]
     for pid, quantity in lines:
         args += [pid, quantity]
-    if not redis_call(lambda client: _script(GIVE_BACK_LUA)(keys=[GATE_KEY], args=args, client=client), False):
+    if not redis_call(lambda client: _script(GIVE_BACK_LUA)(keys=[gate_key()], args=args, client=client), False):
         log.info("gate units not given back", extra={"lines": lines, "gen": admission.gen})
 
 
@@ -250,7 +258,7 @@ def gate_rebuild(*, wait: bool = True) -> list[int] | None:
         return None
     token = secrets.token_hex(8)
     deadline = time.monotonic() + REBUILD_LOCK_MS / 1000
-    while not redis_call(lambda c: c.set(REBUILD_LOCK_KEY, token, nx=True, px=REBUILD_LOCK_MS), False):
+    while not redis_call(lambda c: c.set(gate_key("rebuild"), token, nx=True, px=REBUILD_LOCK_MS), False):
         if not wait or time.monotonic() > deadline:
             return None
         time.sleep(0.05)
@@ -259,13 +267,13 @@ def gate_rebuild(*, wait: bool = True) -> list[int] | None:
         args = [secrets.token_hex(8)]
         for pid, (starts, units) in sales.items():
             args += [f"s:{pid}", starts, f"u:{pid}", units]
-        built = redis_call(lambda c: _script(BUILD_LUA)(keys=[GATE_KEY], args=args, client=c), None)
+        built = redis_call(lambda c: _script(BUILD_LUA)(keys=[gate_key()], args=args, client=c), None)
         if built is None:
             return None
         log.info("gate rebuilt", extra={"products": len(sales)})
         return sorted(sales)
     finally:
-        redis_call(lambda c: _script(UNLOCK_LUA)(keys=[REBUILD_LOCK_KEY], args=[token], client=c), None)
+        redis_call(lambda c: _script(UNLOCK_LUA)(keys=[gate_key("rebuild")], args=[token], client=c), None)
         sales_forget()
 
 
@@ -276,14 +284,14 @@ def gate_sync(*, product_id: int) -> bool:
     """
     sale = sellable_units(product_ids=[product_id]).get(product_id)
     args = [product_id, "", 0] if sale is None else [product_id, *sale]
-    synced = redis_call(lambda c: _script(SYNC_LUA)(keys=[GATE_KEY], args=args, client=c), 0)
+    synced = redis_call(lambda c: _script(SYNC_LUA)(keys=[gate_key()], args=args, client=c), 0)
     sales_forget()
     return bool(synced)
 
 
 def gate_units() -> dict[int, int] | None:
     """The units left per product on sale, as the gate has them; None when the gate is not built or Redis is down."""
-    fields = redis_call(lambda client: client.hgetall(GATE_KEY), None)
+    fields = redis_call(lambda client: client.hgetall(gate_key()), None)
     if not fields:
         return None
     return {int(name[2:]): int(value) for name, value in fields.items() if name.startswith(b"u:")}

@@ -54,7 +54,7 @@ def product_list_params(query: QueryDict) -> ProductListParams:
 def product_id_param(raw: str) -> int:
     """A product id from a URL path; anything that cannot be one is a product that does not exist."""
     if not _is_digits(raw) or raw.startswith("0") or int(raw) > MAX_ID:
-        raise ProductNotFound(raw)
+        raise ProductNotFound(path_id=raw)
     return int(raw)
 
 

@@ -74,6 +74,9 @@ class InventorySerializer(serializers.Serializer):
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="A stable, machine-readable error code.")
     detail = serializers.CharField(help_text="What was wrong, in one sentence.")
+    product_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="product_not_found: the ids no product has."
+    )
 
 
 class MetricsSerializer(serializers.Serializer):

@@ -111,7 +111,7 @@ def inventory_set(*, product_id: int, quantity: int) -> Inventory:
     _check_quantity(quantity)
     with transaction.atomic():
         if not Product.objects.filter(pk=product_id).exists():
-            raise ProductNotFound(product_id)
+            raise ProductNotFound(product_ids=[product_id])
         inventory, _ = Inventory.objects.update_or_create(product_id=product_id, defaults={"quantity": quantity})
         transaction.on_commit(lambda: gate.gate_sync(product_id=product_id))
     return inventory
@@ -138,7 +138,7 @@ def _flash_sale_set(*, product_id: int, starts_at: datetime | None, max_per_sess
     with transaction.atomic():
         product = Product.objects.select_for_update().filter(pk=product_id).first()
         if product is None:
-            raise ProductNotFound(product_id)
+            raise ProductNotFound(product_ids=[product_id])
         product.sale_starts_at = starts_at
         product.max_per_session = max_per_session
         product.save(update_fields=["sale_starts_at", "max_per_session", "updated_at"])

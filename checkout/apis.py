@@ -57,7 +57,7 @@ def _error(description: str) -> OpenApiResponse:
     return OpenApiResponse(CheckoutErrorSerializer, description=description)
 
 
-RATE_LIMITED = _error("Rate-limited (per client IP, and per session on checkout); header Retry-After in seconds.")
+RATE_LIMITED = _error("rate_limited: per client IP, and per session on checkout; header Retry-After in seconds.")
 SESSION_MISSING = _error("No session token (session_required), or unknown or expired (session_invalid).")
 
 

@@ -16,14 +16,13 @@ from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from catalog.exceptions import InsufficientStock
+from catalog.exceptions import InsufficientStock, ProductNotFound
 from catalog.models import Inventory, Product, StockHold
 from checkout.exceptions import (
     CartEmpty,
     HoldLimitExceeded,
     HoldNotAllowed,
     InvalidRequest,
-    ProductNotFound,
     PurchaseLimitExceeded,
     SessionInvalid,
     SessionRequired,

@@ -24,15 +24,6 @@ class SessionInvalid(DomainError):
         super().__init__("The session token is unknown or has expired; create a new session.")
 
 
-class ProductNotFound(DomainError):
-    status_code = 404
-    code = "product_not_found"
-
-    def __init__(self, *, product_ids: list[int]):
-        names = ", ".join(str(pid) for pid in product_ids)
-        super().__init__(f"No product with id {names}.", product_ids=product_ids)
-
-
 class OrderNotFound(DomainError):
     status_code = 404
     code = "order_not_found"

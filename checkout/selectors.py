@@ -8,8 +8,9 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
+from catalog.exceptions import ProductNotFound
 from catalog.models import Product
-from checkout.exceptions import OrderNotFound, ProductNotFound, SessionInvalid, SessionRequired
+from checkout.exceptions import OrderNotFound, SessionInvalid, SessionRequired
 from checkout.models import Order, ShopperSession
 from shop.sql import db_datetime, from_db, loaded, model_sql, placeholders
 

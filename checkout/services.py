@@ -84,7 +84,8 @@ def lines_merge(*, lines: list[LineRequest]) -> list[LineRequest]:
 
 
 def checkout_place(*, token: str | None, lines: list[LineRequest], idempotency_key: str | None) -> Order:
-    """A checkout request: the flash-sale gate first, then checkout_start and order_place on PostgreSQL.
+    """A checkout request, the one entry point of POST /api/checkout and the cart's checkout: the lines merged once,
+    the flash-sale gate, then PostgreSQL (the reads and claim of _checkout_start, the order of _order_place).
 
     A line of a product on flash sale is admitted or refused by the gate (catalog.gate) before the session is read:
     a sold-out product is answered 409 insufficient_stock (reason "sold_out") without touching PostgreSQL. Units an
@@ -100,23 +101,10 @@ def checkout_place(*, token: str | None, lines: list[LineRequest], idempotency_k
     )
     if isinstance(admission, gate.Refusal):
         raise InsufficientStock(product_ids=admission.product_ids, reason=admission.reason)
-    if admission is gate.NO_ADMISSION:
-        start = checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
-        return order_place(
-            session=start.session,
-            lines=start.lines,
-            idempotency_key=idempotency_key,
-            prices=start.prices,
-            claim=start.claim,
-        )
     try:
-        start = checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
-        order = order_place(
-            session=start.session,
-            lines=start.lines,
-            idempotency_key=idempotency_key,
-            prices=start.prices,
-            claim=start.claim,
+        start = _checkout_start(token=token, lines=lines, idempotency_key=idempotency_key)
+        order = _order_place(
+            session=start.session, lines=lines, idempotency_key=idempotency_key, prices=start.prices, claim=start.claim
         )
     except InsufficientStock as exc:
         gate.give_back(admission, except_ids=frozenset(exc.product_ids if exc.reason is None else ()))
@@ -135,42 +123,31 @@ def checkout_place(*, token: str | None, lines: list[LineRequest], idempotency_k
 
 @dataclass(frozen=True)
 class CheckoutStart:
-    """What order_place needs, as checkout_start read (and claimed) it."""
+    """What _order_place needs, as _checkout_start read (and claimed) it."""
 
     session: ShopperSession
-    lines: list[LineRequest]
     prices: dict[int, ProductPrice]
     claim: IdempotencyRecord | Order | None
 
 
-def checkout_start(*, token: str | None, lines: list[LineRequest], idempotency_key: str | None) -> CheckoutStart:
-    """The token's session, the merged lines, their prices and, with an Idempotency-Key, the key's claim.
+def _checkout_start(*, token: str, lines: list[LineRequest], idempotency_key: str | None) -> CheckoutStart:
+    """The token's session, the (merged) lines' prices and, with an Idempotency-Key, the key's claim.
 
     On PostgreSQL that is one round trip: the claim rides with the reads (idempotency_claim_with_reads) and is
-    written only for a live session whose products exist. Errors come in this order: a bad cart (InvalidRequest,
-    before any SQL), SessionRequired / SessionInvalid, then ProductNotFound.
+    written only for a live session whose products exist. Errors come in this order: SessionInvalid, then
+    ProductNotFound.
     """
-    if not token:
-        raise SessionRequired()
-    lines = lines_merge(lines=lines)
     product_ids = [line.product_id for line in lines]
     if idempotency_key is None or connection.vendor != "postgresql":
         session, prices = session_and_prices(token=token, product_ids=product_ids)
-        return CheckoutStart(session=session, lines=lines, prices=prices, claim=None)
+        return CheckoutStart(session=session, prices=prices, claim=None)
     session, prices, claim = idempotency_claim_with_reads(
         token=token, product_ids=product_ids, key=idempotency_key, request_hash=request_hash(lines)
     )
-    return CheckoutStart(session=session, lines=lines, prices=prices, claim=claim)
+    return CheckoutStart(session=session, prices=prices, claim=claim)
 
 
-def order_place(
-    *,
-    session: ShopperSession,
-    lines: list[LineRequest],
-    idempotency_key: str | None,
-    prices: dict[int, ProductPrice] | None = None,
-    claim: IdempotencyRecord | Order | None = None,
-) -> Order:
+def order_place(*, session: ShopperSession, lines: list[LineRequest], idempotency_key: str | None) -> Order:
     """Sell the lines to the session as one order, or nothing at all; prices come from the database.
 
     Statements: the price read, then one short transaction (see writes.order_write): the order INSERT, one INSERT
@@ -181,10 +158,21 @@ def order_place(
     order without touching stock; an out-of-stock answer is stored too and replayed as the same 409 (use a new key
     to try again). Any other failure releases the key, so a retry with it starts afresh.
 
-    `prices` and `claim`: what checkout_start read and claimed already, when the caller has it; else read and
-    claimed here. The returned order carries `placed_lines`, so it is answered without reading its lines back.
+    The returned order carries `placed_lines`, so it is answered without reading its lines back.
     """
-    lines = lines_merge(lines=lines)
+    return _order_place(session=session, lines=lines_merge(lines=lines), idempotency_key=idempotency_key)
+
+
+def _order_place(
+    *,
+    session: ShopperSession,
+    lines: list[LineRequest],
+    idempotency_key: str | None,
+    prices: dict[int, ProductPrice] | None = None,
+    claim: IdempotencyRecord | Order | None = None,
+) -> Order:
+    """order_place on merged lines; `prices` and `claim`: what _checkout_start read and claimed already, when the
+    caller has it, else read and claimed here."""
     if prices is None:
         prices = products_for_cart(product_ids=[line.product_id for line in lines])
     currencies = {prices[line.product_id].currency for line in lines}

@@ -1,10 +1,16 @@
-"""Fixtures shared by the whole suite: which real services this run has, and clean state on them."""
+"""Fixtures shared by the whole suite: which real services this run has, and clean state on them.
+
+Clean state is this pytest-xdist worker's own (tests/workers.py): its test database, and in Redis only the keys
+under its CACHE_KEY_PREFIX. A test never flushes a whole Redis db: other workers' keys live there too.
+"""
 
 import os
 
 import pytest
 from django.conf import settings
 from django.db import connection
+
+from tests.workers import redis_space_flush, xdist_groups_apply
 
 REQUIRE_SERVICES = os.environ.get("SHOP_REQUIRE_SERVICES") == "1"
 
@@ -16,6 +22,25 @@ def _missing(service: str, how: str) -> None:
     pytest.skip(message)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `--dist loadgroup`: a module whose tests share a fixture built once per module or class (a checkov
+    scan, a chaos run) runs on one worker, so that fixture is built once, not once per worker. A test already in
+    an xdist_group (tests.workers.HEAVY) keeps its group."""
+    for item in items:
+        if any(item.iter_markers("xdist_group")):
+            continue
+        definitions = getattr(item, "_fixtureinfo", None)
+        # The suite's own fixtures (a plugin's have no baseid: pytest-django's class-scoped no-op is everywhere).
+        scopes = {
+            defs[-1].scope for defs in (definitions.name2fixturedefs.values() if definitions else ()) if defs[-1].baseid
+        }
+        if scopes & {"module", "class", "package"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+    if getattr(config.option, "loadgroup", False):  # an xdist worker of a --dist loadgroup run
+        xdist_groups_apply(items)
+
+
 @pytest.fixture
 def needs_postgres():
     """Skip (or fail under SHOP_REQUIRE_SERVICES=1) unless the tests run on PostgreSQL."""
@@ -25,7 +50,8 @@ def needs_postgres():
 
 @pytest.fixture
 def needs_redis():
-    """Skip (or fail under SHOP_REQUIRE_SERVICES=1) unless REDIS_URL names a Redis that answers; flush its db."""
+    """Skip (or fail under SHOP_REQUIRE_SERVICES=1) unless REDIS_URL names a Redis that answers; empty this
+    worker's keys there."""
     if not settings.REDIS_URL:
         _missing("Redis", "set REDIS_URL=redis://...")
     from shop.redis import breaker, redis_client
@@ -36,7 +62,7 @@ def needs_redis():
         client.ping()
     except Exception as exc:
         _missing("Redis", f"{settings.REDIS_URL} does not answer: {exc}")
-    client.flushdb()
+    redis_space_flush(client)
     yield client
     breaker.reset()
 
@@ -54,13 +80,23 @@ def _unhashed_static_files(settings):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Each test starts with an empty cache and a closed circuit breaker."""
-    from django.core.cache import cache
+    """Each test starts with an empty cache and a closed circuit breaker. On Redis, the cache is this worker's keys
+    (django-redis's clear() would flush the whole db)."""
+    import redis
+    from django.core.cache import caches
+    from django_redis.cache import RedisCache
 
     from shop.redis import breaker
 
     breaker.reset()
-    cache.clear()
+    cache = caches["default"]
+    if isinstance(cache, RedisCache):
+        try:
+            redis_space_flush(cache.client.get_client(write=True))
+        except (redis.RedisError, OSError):
+            pass  # a Redis that does not answer holds nothing to clear; needs_redis says so
+    else:
+        cache.clear()
     yield
     breaker.reset()
 

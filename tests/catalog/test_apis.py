@@ -141,7 +141,8 @@ def test_product_detail_unknown_answers_404_json(client, make_products, product_
     response = client.get(f"/api/products/{product_id}")
 
     assert response.status_code == 404
-    assert response.json() == {"code": "not_found", "detail": f"No product with id {product_id}."}
+    number = {"product_ids": [int(product_id)]} if product_id == "999999" else {}  # only an id that can be one
+    assert response.json() == {"code": "product_not_found", "detail": f"No product with id {product_id}.", **number}
     assert response["Cache-Control"] == "no-store"
 
 
@@ -187,7 +188,11 @@ def test_inventory_unknown_product_answers_404(client):
     response = client.get("/api/inventory/424242")
 
     assert response.status_code == 404
-    assert response.json()["code"] == "not_found"
+    assert response.json() == {
+        "code": "product_not_found",
+        "detail": "No product with id 424242.",
+        "product_ids": [424242],
+    }
     assert response["Cache-Control"] == "no-store"
 
 

@@ -232,15 +232,15 @@ def test_a_hit_is_one_redis_round_trip_and_no_query(client, make_products, needs
     assert commands.call_args.args[0] == "EVALSHA"
 
 
-def test_redis_entries_expire_after_the_product_ttl(client, make_products, needs_redis):
+def test_redis_entries_expire_after_the_product_ttl(client, make_products, needs_redis, settings):
     make_products(1)
 
     client.get("/api/products")
 
-    entry_keys = [key for key in needs_redis.keys("*{catalog}:*:v0:products*")]
+    entry_keys = [key for key in needs_redis.keys(f"{settings.CACHE_KEY_PREFIX}:{{catalog}}:*:v0:products*")]
     assert len(entry_keys) == 1
     assert 0 < needs_redis.ttl(entry_keys[0]) <= 300
-    assert needs_redis.keys("*{catalog}:*:lock:*") == []
+    assert needs_redis.keys(f"{settings.CACHE_KEY_PREFIX}:{{catalog}}:*:lock:*") == []
 
 
 def test_local_entries_expire_after_the_product_ttl(client, make_products, settings):

@@ -12,8 +12,9 @@ from django.core.cache import caches
 from django.test import override_settings
 
 from shop.redis import breaker
+from tests.workers import HEAVY
 
-pytestmark = pytest.mark.django_db
+pytestmark = [HEAVY, pytest.mark.django_db]
 
 DEAD_REDIS = ["closed_port", "silent_port", "full_backlog_port"]
 CONTRACT_BOUND_SECONDS = 1.0

@@ -10,6 +10,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.workers import HEAVY
+
+pytestmark = HEAVY
+
 THREADS_PER_PROCESS = 25
 
 

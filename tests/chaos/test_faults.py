@@ -19,6 +19,9 @@ from chaos.expectations import DB_BOUND_S, HEALTH_BUDGET_S, REFUSED_BUDGET_S
 from chaos.runner import run_faults
 from chaos.table import during_fault, format_table
 from tests.conftest import REQUIRE_SERVICES
+from tests.workers import HEAVY
+
+pytestmark = HEAVY
 
 CI_FAULTS = ["db_refused", "db_frozen", "db_resets", "redis_killed", "worker_killed", "stalled_clients"]
 CI_SCALE = 0.4

@@ -19,8 +19,9 @@ from catalog.models import Inventory
 from checkout.models import IdempotencyRecord, Order, OrderLine
 from checkout.services import session_create
 from tests.checkout.conftest import stock_of
+from tests.workers import HEAVY
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [HEAVY, pytest.mark.django_db(transaction=True)]
 
 # Well under PostgreSQL's 100 connections, which other test runs on the same server share.
 THREADS = 20

@@ -17,6 +17,7 @@ from catalog.models import Inventory
 from checkout.models import Order, OrderLine
 from shop.redis import breaker, redis_client
 from tests.checkout.conftest import snapshot, stock_of
+from tests.workers import redis_space_flush
 
 pytestmark = pytest.mark.django_db
 
@@ -252,7 +253,7 @@ def test_gate_lost_by_redis_is_rebuilt_at_first_use(client, make_product, make_t
     product = on_sale(make_product(stock=5))
     for _ in range(2):
         assert checkout(client, line(product), token=make_token()).status_code == 201
-    needs_redis.flushdb()
+    redis_space_flush(needs_redis)
     gate.sales_forget()
 
     # when: the next attempt
@@ -267,8 +268,8 @@ def test_gate_lost_by_redis_is_rebuilt_at_first_use(client, make_product, make_t
 def test_one_rebuilder_at_a_time(make_product, on_sale, needs_redis):
     # given: another process holds the rebuild lock
     product = on_sale(make_product(stock=5))
-    needs_redis.flushdb()
-    needs_redis.set(gate.REBUILD_LOCK_KEY, "someone-else", px=gate.REBUILD_LOCK_MS)
+    redis_space_flush(needs_redis)
+    needs_redis.set(gate.gate_key("rebuild"), "someone-else", px=gate.REBUILD_LOCK_MS)
 
     # when
     rebuilt = gate.gate_rebuild(wait=False)
@@ -276,7 +277,7 @@ def test_one_rebuilder_at_a_time(make_product, on_sale, needs_redis):
     # then: this one did not rebuild; once the lock is free it does
     assert rebuilt is None
     assert gate.gate_units() is None
-    needs_redis.delete(gate.REBUILD_LOCK_KEY)
+    needs_redis.delete(gate.gate_key("rebuild"))
     assert gate.gate_rebuild(wait=False) == [product.pk]
     assert units(product) == 5
 
@@ -301,7 +302,7 @@ def test_flash_sale_command_starts_ends_and_rebuilds(make_product, needs_redis):
     gate.gate_rebuild()
     assert units(product) == 7
 
-    needs_redis.flushdb()
+    redis_space_flush(needs_redis)
     call_command("flash_sale", "--rebuild", stdout=out)
     assert units(product) == 7
     assert "Gate rebuilt with 1 product(s) on sale." in out.getvalue()

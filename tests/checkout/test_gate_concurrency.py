@@ -13,8 +13,9 @@ from checkout.models import Order, OrderLine
 from tests.checkout.conftest import stock_of
 from tests.checkout.test_concurrency import post_checkout, tokens
 from tests.checkout.test_concurrency import run_together as run_on_threads
+from tests.workers import HEAVY, redis_space_flush
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [HEAVY, pytest.mark.django_db(transaction=True)]
 
 # 10,000 attempts take 40-50 s on the shared 2-core machine; most of them are sold-out answers from the gate.
 MIXED_ATTEMPTS = 10_000
@@ -84,7 +85,7 @@ def test_gate_flushed_mid_sale_is_rebuilt_and_nothing_is_oversold(needs_postgres
         with lock:
             started["n"] += 1
             if started["n"] == 150:
-                needs_redis.flushdb()
+                redis_space_flush(needs_redis)
         return post_checkout(body, token=token)
 
     # when

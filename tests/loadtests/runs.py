@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.workers import worker_ports
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 # This suite's share of the project's port range (LOADTEST_TEST_PORTS=first-last to move it); a concurrent run of
 # the suite takes the next free one. Ports for gunicorn and for locust's master.
 _FIRST, _LAST = (int(port) for port in os.environ.get("LOADTEST_TEST_PORTS", "8502-8540").split("-"))
-SMOKE_PORTS = range(_FIRST, _LAST + 1)
+SMOKE_PORTS = worker_ports(range(_FIRST, _LAST + 1))
 # About 5.6 s of shape (0.9 s baseline, 1.8 s ramp, 2.7 s peak, 0.2 s cool-down): 12 shoppers and 1 bot, enough
 # for some 40 shopper actions, so a run without a single checkout (0.8^40) does not happen.
 SMOKE_ARGS = ("--time-scale", "0.003", "--peak-users", "12")

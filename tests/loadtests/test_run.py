@@ -28,6 +28,9 @@ from loadtests.run import (
 )
 from tests.loadtests.runs import NO_LATENCY_LIMITS, free_smoke_port, locust_counts, port_answers, run_loadtest
 from tests.loadtests.test_stock import make_products
+from tests.workers import HEAVY
+
+pytestmark = HEAVY
 
 DOORBUSTER_ARGS = ("--doorbuster-units=8", "--doorbuster-limit=2", "--doorbuster-crowd=20", "--doorbuster-bots=2")
 

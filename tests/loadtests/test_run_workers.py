@@ -27,6 +27,9 @@ from tests.loadtests.runs import (
     port_answers,
     run_loadtest,
 )
+from tests.workers import HEAVY
+
+pytestmark = HEAVY
 
 SHOPPERS, ACTIONS = 6, 5
 # 9.3 s of shape: every shopper has started by the end of the ramp (4.5 s) and has the peak's 4.5 s to finish.

@@ -23,8 +23,10 @@ from opsinfra.iam import pipeline, recorder
 from opsinfra.iam.roles import Place
 from opsinfra.services import deploy, events, templates
 from tests.opsinfra import emulator
+from tests.workers import worker_ports
 
-# SHOP_TEST_PORTS=FIRST-LAST moves the emulator into a range of one's own (machines shared by several runs).
+# The suite's ports for the moto server (SHOP_TEST_PORTS=FIRST-LAST moves them into a range of one's own); each
+# pytest-xdist worker probes its own share of them.
 _FIRST, _LAST = (int(port) for port in os.environ.get("SHOP_TEST_PORTS", "8401-8419").split("-"))
 PORTS = range(_FIRST, _LAST + 1)
 REGION = "us-east-1"
@@ -36,14 +38,15 @@ COMMON_OPTIONS = {"stdout", "stderr", "verbosity", "settings", "pythonpath", "tr
 
 
 def _free_port() -> int:
-    for port in PORTS:
+    ports = worker_ports(PORTS)
+    for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1} for the moto server")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1} for the moto server")
 
 
 @pytest.fixture(scope="session")

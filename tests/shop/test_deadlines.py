@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from catalog.models import Inventory, Product
+from tests.workers import HEAVY
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_postgres")]
+pytestmark = [HEAVY, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_postgres")]
 
 DEADLINE_S = 1.0
 # The answer comes within the deadline, the watchdog's tick and the 503's own work: generous on a busy machine.

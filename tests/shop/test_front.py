@@ -21,6 +21,9 @@ from checkout.models import Order
 from shop import nginx
 from shop.nginx.__main__ import BODY_MAX_BYTES
 from tests.conftest import REQUIRE_SERVICES
+from tests.workers import HEAVY
+
+pytestmark = HEAVY
 
 STALLED = 200
 

@@ -17,8 +17,9 @@ from django.db import connection
 from catalog.models import Inventory, Product
 from checkout.models import IdempotencyRecord, Order
 from checkout.services import session_create
+from tests.workers import HEAVY
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_postgres")]
+pytestmark = [HEAVY, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("needs_postgres")]
 
 WORKER_TIMEOUT_S = 3
 

@@ -13,6 +13,9 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from shop.workers import SLOTS, STALE_AFTER, FairThreadWorker, fewest_elsewhere, health_check_method
 from tests.servers import stop
+from tests.workers import HEAVY
+
+pytestmark = HEAVY
 
 WORKERS = 4
 CONNECTIONS = 48
