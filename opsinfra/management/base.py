@@ -11,7 +11,9 @@ stdout carries only the command's own lines in both.
 
 import logging
 import sys
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 from django.core.management.base import BaseCommand
 
@@ -30,6 +32,22 @@ class OpsCommand(BaseCommand):
     def execute(self, *args, **options):
         with command_logging(log_format=options.get("log_format") or "text", stream=options.get("stderr")):
             return super().execute(*args, **options)
+
+    def bundle_ensure(self, place, version: str, verbosity: int) -> None:
+        """Build and upload the release bundle unless the artifacts bucket has it (deploy_app, bake_image)."""
+        from opsinfra.services import bundle, release
+
+        url = release.bundle_url(place, version)
+        if release.bundle_exists(place=place, version=version):
+            self.stdout.write(f"Bundle {url} already exists: using it, not rebuilding.")
+            return
+        self.stdout.write(f"Building release {version} (project and Linux wheels for Python 3.11)…")
+        with tempfile.TemporaryDirectory(prefix="shop-release-") as scratch:
+            path = bundle.bundle_build(version=version, destination=Path(scratch))
+            if verbosity >= 2:
+                self.stdout.write(f"  {path.name}: {path.stat().st_size:,} bytes")
+            release.bundle_upload(place=place, version=version, path=path)
+        self.stdout.write(f"Uploaded {url}.")
 
 
 class TextFormatter(logging.Formatter):

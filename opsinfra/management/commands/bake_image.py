@@ -1,6 +1,3 @@
-import tempfile
-from pathlib import Path
-
 from django.core.management.base import CommandError
 
 from opsinfra.errors import OpsError
@@ -36,7 +33,7 @@ class Command(OpsCommand):
             place = image.image_place(env=env)
             target = deploy.target_resolve(stack="app", env=env)
             where = release.release_place(target=target)
-            self.ensure_bundle(where, version, verbosity)
+            self.bundle_ensure(where, version, verbosity)
             self.stdout.write(f"Baking release {version} into an image with {place.recipe_name}…")
             baked = image.image_bake(
                 place=place,
@@ -58,17 +55,6 @@ class Command(OpsCommand):
             "New instances launch from it; an instance refresh (deploy_app) replaces the running ones. The app stack "
             f"resolves it once `manage.py deploy_stack --stack app --env {env}` has passed the image parameter."
         )
-
-    def ensure_bundle(self, where, version, verbosity):
-        if release.bundle_exists(place=where, version=version):
-            return
-        self.stdout.write(f"Building release {version} (project and Linux wheels for Python 3.11)…")
-        with tempfile.TemporaryDirectory(prefix="shop-release-") as scratch:
-            path = bundle.bundle_build(version=version, destination=Path(scratch))
-            if verbosity >= 2:
-                self.stdout.write(f"  {path.name}: {path.stat().st_size:,} bytes")
-            release.bundle_upload(place=where, version=version, path=path)
-        self.stdout.write(f"Uploaded {release.bundle_url(where, version)}.")
 
     def show_progress(self, progress):
         step = f" ({progress.step})" if progress.step else ""

@@ -1,6 +1,3 @@
-import tempfile
-from pathlib import Path
-
 from django.core.management.base import CommandError
 
 from opsinfra.errors import OpsError, ReleaseError
@@ -41,7 +38,7 @@ class Command(OpsCommand):
             version = bundle.release_version(release_name)
             target = deploy.target_resolve(stack="app", env=env)
             place = release.release_place(target=target, outputs_file=outputs_file)
-            self.upload(place, version, verbosity)
+            self.bundle_ensure(place, version, verbosity)
             if bake:
                 self.bake(place, version, env)
             if place.asg_name:
@@ -60,19 +57,6 @@ class Command(OpsCommand):
             self.refresh(place, version, previous, wait, timeout)
         except OpsError as exc:
             raise CommandError(str(exc)) from exc
-
-    def upload(self, place, version, verbosity):
-        url = release.bundle_url(place, version)
-        if release.bundle_exists(place=place, version=version):
-            self.stdout.write(f"Bundle {url} already exists: using it, not rebuilding.")
-            return
-        self.stdout.write(f"Building release {version} (project and Linux wheels for Python 3.11)…")
-        with tempfile.TemporaryDirectory(prefix="shop-release-") as scratch:
-            path = bundle.bundle_build(version=version, destination=Path(scratch))
-            if verbosity >= 2:
-                self.stdout.write(f"  {path.name}: {path.stat().st_size:,} bytes")
-            release.bundle_upload(place=place, version=version, path=path)
-        self.stdout.write(f"Uploaded {url}.")
 
     def bake(self, place, version, env):
         where = image.image_place(env=env, region=place.region)
