@@ -18,12 +18,15 @@ SMOKE_PORTS = worker_ports(range(_FIRST, _LAST + 1))
 # About 5.6 s of shape (0.9 s baseline, 1.8 s ramp, 2.7 s peak, 0.2 s cool-down): 12 shoppers and 1 bot, enough
 # for some 40 shopper actions, so a run without a single checkout (0.8^40) does not happen.
 SMOKE_ARGS = ("--time-scale", "0.003", "--peak-users", "12")
-# Speed is not what a smoke run on a shared CI machine can judge: these limits only catch a broken run.
+# Speed is not what a smoke run on a shared CI machine can judge: these limits only catch a broken run. Nor is the
+# share of 201s over a phase's handful of checkouts, where one rightful 409 for the sold-out product is 25 %: the
+# success share (every 409 checked against the inventory) still judges them.
 NO_LATENCY_LIMITS = (
     "--max-p95-product-ms=60000",
     "--max-p95-inventory-ms=60000",
     "--max-p95-checkout-ms=60000",
     "--max-p99-peak-ms=60000",
+    "--min-created-share=0",
 )
 
 
