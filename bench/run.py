@@ -715,6 +715,10 @@ def run_doorbuster(cfg: Config, port: int, stamp: str) -> dict:
             Endpoint("checkout_sold_out", "shop", "/api/checkout", DOORBUSTER_CONNECTIONS, CHECKOUT, sold_out),
         ]
         runs = measure(cfg, endpoints, servers, database_url)
+        for endpoint in endpoints:
+            if endpoint.name in cfg.profile:
+                stem = RESULTS / f"{stamp}-doorbuster-{endpoint.name}"
+                print(profile_endpoint(cfg, endpoint, servers[endpoint.server], stem), flush=True)
     finally:
         for leftover in (floor_body, tokens_file):
             leftover.unlink(missing_ok=True)

@@ -27,11 +27,10 @@ import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.utils import timezone
 
 from catalog.models import Inventory, Product
 from shop.database_identity import database_tag
-from shop.redis import redis_call, redis_client
+from shop.redis import redis_call, redis_client, redis_eval
 
 log = logging.getLogger("shop.gate")
 
@@ -139,14 +138,6 @@ class _Sales:
 
 
 _sales = _Sales()
-_scripts: dict[str, object] = {}
-
-
-def _script(source: str):
-    script = _scripts.get(source)
-    if script is None:
-        script = _scripts[source] = redis_client().register_script(source)
-    return script
 
 
 def sales_forget() -> None:
@@ -191,11 +182,11 @@ def admit(*, lines: list[tuple[int, int]], token: str, idempotency_key: str | No
     gated = tuple((pid, quantity) for pid, quantity in lines if pid in on_sale)
     if not gated:
         return NO_ADMISSION
-    args = [int(timezone.now().timestamp() * 1000)]
+    args = [int(time.time() * 1000)]
     for pid, quantity in gated:
         args += [pid, quantity]
     marker = key_marker(token=token, idempotency_key=idempotency_key)
-    answer = redis_call(lambda client: _script(ADMIT_LUA)(keys=[gate_key(), marker], args=args, client=client), None)
+    answer = redis_call(lambda client: redis_eval(client, ADMIT_LUA, [gate_key(), marker], args), None)
     if answer is None:
         return NO_ADMISSION
     status = answer[0]
@@ -232,7 +223,7 @@ def give_back(admission: Admission, *, except_ids: frozenset[int] = frozenset())
     args = [admission.gen]
     for pid, quantity in lines:
         args += [pid, quantity]
-    if not redis_call(lambda client: _script(GIVE_BACK_LUA)(keys=[gate_key()], args=args, client=client), False):
+    if not redis_call(lambda client: redis_eval(client, GIVE_BACK_LUA, [gate_key()], args), False):
         log.info("gate units not given back", extra={"lines": lines, "gen": admission.gen})
 
 
@@ -267,13 +258,13 @@ def gate_rebuild(*, wait: bool = True) -> list[int] | None:
         args = [secrets.token_hex(8)]
         for pid, (starts, units) in sales.items():
             args += [f"s:{pid}", starts, f"u:{pid}", units]
-        built = redis_call(lambda c: _script(BUILD_LUA)(keys=[gate_key()], args=args, client=c), None)
+        built = redis_call(lambda c: redis_eval(c, BUILD_LUA, [gate_key()], args), None)
         if built is None:
             return None
         log.info("gate rebuilt", extra={"products": len(sales)})
         return sorted(sales)
     finally:
-        redis_call(lambda c: _script(UNLOCK_LUA)(keys=[gate_key("rebuild")], args=[token], client=c), None)
+        redis_call(lambda c: redis_eval(c, UNLOCK_LUA, [gate_key("rebuild")], [token]), None)
         sales_forget()
 
 
@@ -284,7 +275,7 @@ def gate_sync(*, product_id: int) -> bool:
     """
     sale = sellable_units(product_ids=[product_id]).get(product_id)
     args = [product_id, "", 0] if sale is None else [product_id, *sale]
-    synced = redis_call(lambda c: _script(SYNC_LUA)(keys=[gate_key()], args=args, client=c), 0)
+    synced = redis_call(lambda c: redis_eval(c, SYNC_LUA, [gate_key()], args), 0)
     sales_forget()
     return bool(synced)
 

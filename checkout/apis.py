@@ -3,6 +3,7 @@
 import re
 
 from django.conf import settings
+from django.http import HttpResponse
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -27,11 +28,14 @@ from checkout.serializers import (
     order_output,
 )
 from checkout.services import checkout_place, session_create
-from shop.apis import NoStoreApi
+from shop.apis import NO_STORE, NoStoreApi
+from shop.exceptions import api_error_response, api_response
 
 # 1-255 printable ASCII characters, no blank at either end (an HTTP server strips those from a header value).
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,253}[\x21-\x7e])?")
 MAX_ORDER_ID = 2**63 - 1  # a bigint primary key
+CHECKOUT_PATH = "/api/checkout"
+CHECKOUT_ALLOW = "POST, OPTIONS"  # what DRF puts in the Allow header of CheckoutApi's answers
 
 SESSION_HEADER = OpenApiParameter(
     "X-Session-Token",
@@ -108,8 +112,17 @@ class CheckoutApi(NoStoreApi):
         summary="Buy one or more products at their current prices, all or nothing.",
     )
     def post(self, request):
+        # A JSON body is answered by checkout.middleware before the request gets here; this view sees the bodies
+        # DRF's parser must judge (another media type, malformed JSON, none), and the schema.
+        return checkout_answer(request, request.data)
+
+
+def checkout_answer(request, data) -> HttpResponse:
+    """The answer to POST /api/checkout with its body parsed to `data`: the order (201) or the refusal, rendered
+    as DRF renders them (shop.exceptions.api_error_response), with the headers CheckoutApi adds."""
+    try:
         ratelimit_ip(request, scope="checkout", rate=settings.RATELIMIT_CHECKOUT_PER_IP)
-        lines, body_token = checkout_input(request.data)
+        lines, body_token = checkout_input(data)
         idempotency_key = _idempotency_key(request)
         token = request.META.get("HTTP_X_SESSION_TOKEN")
         if token is None:
@@ -117,7 +130,15 @@ class CheckoutApi(NoStoreApi):
         if token:
             ratelimit_session(request, token=token, rate=settings.RATELIMIT_CHECKOUT_PER_SESSION)
         order = checkout_place(token=token, lines=lines, idempotency_key=idempotency_key)
-        return Response(order_output(order), status=status.HTTP_201_CREATED)
+    except Exception as exc:
+        response = api_error_response(exc)
+        if response is None:
+            raise
+    else:
+        response = api_response(order_output(order), status=status.HTTP_201_CREATED)
+    response["Cache-Control"] = NO_STORE
+    response["Allow"] = CHECKOUT_ALLOW
+    return response
 
 
 class OrderDetailApi(NoStoreApi):

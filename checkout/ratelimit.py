@@ -31,7 +31,7 @@ from redis.commands.core import Script
 
 from checkout.exceptions import RateLimited
 from checkout.selectors import token_hash
-from shop.redis import redis_call, redis_client
+from shop.redis import redis_call, redis_client, redis_eval
 
 log = logging.getLogger("shop.ratelimit")
 
@@ -256,7 +256,7 @@ def _redis_hit(client, parsed: list[Limit]) -> int:
     keys = [limit.key for limit in parsed]
     unsent = local_counts.take_unsent()
     if not unsent:
-        return int(_script(client, _SLIDING_WINDOW)(keys=keys, args=args, client=client))
+        return int(redis_eval(client, _SLIDING_WINDOW, keys, args))
     # Redis is back: this process's admissions of the outage go in first, in the same round trip as the check.
     try:
         pipe = client.pipeline(transaction=False)

@@ -4,7 +4,9 @@ Every caller (product cache, stampede locks, rate limiter) goes through `redis_c
 costs at most one timeout (settings.REDIS_TIMEOUT) per process per cool-down, never one per request.
 """
 
+import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -79,6 +81,55 @@ def redis_call(operation: Callable[[redis.Redis], T], default: T) -> T:
 
 def redis_available() -> bool:
     return redis_client() is not None and not breaker.is_open()
+
+
+class _ThreadConnection(threading.local):
+    client = None  # the redis.Redis whose server `connection` talks to
+    connection = None
+
+
+_thread = _ThreadConnection()
+os.register_at_fork(after_in_child=lambda: globals().update(_thread=_ThreadConnection()))
+
+
+def redis_eval(client: redis.Redis, source: str, keys: list, args: list):
+    """Run the Lua script `source` (EVALSHA; SCRIPT LOAD first when Redis does not know it) on a connection this
+    thread keeps to `client`'s server, and return Redis's reply.
+
+    For the calls made thousands of times a second (the flash-sale gate, the rate limits). Through redis.Redis each
+    command also checks a connection out of the pool and back (with a fork check each way), runs a deprecation
+    check of its arguments, a retry wrapper and observability hooks; on a doorbuster's sold-out refusal that was
+    half the CPU of the Redis round trip (docs/doorbuster.md). A failure raises as redis-py's would (redis_call
+    trips the breaker); the connection is dropped and made anew by the next call.
+    """
+    connection = _thread.connection
+    if connection is None or _thread.client is not client:
+        if connection is not None:
+            connection.disconnect()
+        pool = client.connection_pool
+        connection = _thread.connection = pool.connection_class(**pool.connection_kwargs)
+        _thread.client = client
+    sha = _sha1(source)
+    try:
+        try:
+            connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            connection.send_command("SCRIPT", "LOAD", source)
+            connection.read_response()
+            connection.send_command("EVALSHA", sha, len(keys), *keys, *args)
+            return connection.read_response()
+    except redis.exceptions.ResponseError:
+        raise  # the reply was read whole: the connection is still in step
+    except BaseException:
+        connection.disconnect()
+        _thread.connection = None
+        raise
+
+
+@cache
+def _sha1(source: str) -> str:
+    return hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
 
 
 class _BreakerConnectionMixin:

@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "shop.middleware.RequestBodyLimitMiddleware",
     # Product GETs (mostly cache hits) are answered here, before the session/auth/messages/CSRF work below.
     "catalog.middleware.ProductCacheMiddleware",
+    # POST /api/checkout with a JSON body, likewise (a doorbuster's sold-out refusals are most of them).
+    "checkout.middleware.CheckoutMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -13,7 +13,6 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
-import redis
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
@@ -24,16 +23,11 @@ from checkout.ratelimit import address_bucket, client_ip, parse_rate
 from shop.redis import BREAKER_COOLDOWN_SECONDS, breaker, redis_client
 from tests.checkout.conftest import snapshot
 from tests.conftest import _missing
+from tests.redis_process import RedisProcess
 from tests.servers import gunicorn_servers, server_env
 
 SECRET = "origin-secret-for-tests"
 SIGNED = {"X-Origin-Verify": SECRET}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def limit_key(name: str) -> str:
@@ -314,43 +308,6 @@ def test_each_process_admits_its_share_while_redis_is_down(client, settings, cap
     assert ShopperSession.objects.count() == 2
     # one line per outage, not one per request
     assert caplog.messages.count("rate limiter counting in this process: redis unavailable") == 1
-
-
-class RedisProcess:
-    """A redis-server of the test's own on a free loopback port, so it can be killed and started again for real."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                assert self.process.poll() is None, f"redis-server on port {self.port} exited"
-                assert time.monotonic() < deadline, f"redis-server on port {self.port} did not answer in 10 s"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2)
 
 
 @pytest.fixture
