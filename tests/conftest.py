@@ -5,11 +5,13 @@ under its CACHE_KEY_PREFIX. A test never flushes a whole Redis db: other workers
 """
 
 import os
+import shutil
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.redis_process import RedisProcess
 from tests.workers import redis_space_flush, xdist_groups_apply
 
 REQUIRE_SERVICES = os.environ.get("SHOP_REQUIRE_SERVICES") == "1"
@@ -39,6 +41,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
     if getattr(config.option, "loadgroup", False):  # an xdist worker of a --dist loadgroup run
         xdist_groups_apply(items)
+
+
+@pytest.fixture
+def redis_process():
+    """A redis-server of the test's own on a free port (tests/redis_process.py), to kill and start again; killed
+    after the test."""
+    if shutil.which("redis-server") is None:
+        _missing("redis-server", "install the redis-server package: these tests kill a Redis of their own")
+    server = RedisProcess()
+    server.start()
+    yield server
+    server.kill()
 
 
 @pytest.fixture

@@ -110,12 +110,7 @@ def test_a_sold_out_refusal_from_the_gate_is_answered_early_without_postgresql(
         response = post(client, {"product_id": product.pk, "quantity": 1}, **{"X-Session-Token": token})
 
     assert response.status_code == 409
-    assert response.json() == {
-        "code": "insufficient_stock",
-        "detail": f"Not enough stock for product(s) {product.pk}.",
-        "product_ids": [product.pk],
-        "reason": "sold_out",
-    }
+    assert (response.json()["code"], response.json()["reason"]) == ("insufficient_stock", "sold_out")
 
 
 def test_a_host_this_shop_does_not_serve_is_a_json_400(client, make_token):

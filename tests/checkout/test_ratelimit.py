@@ -2,7 +2,6 @@ import http.client
 import json
 import logging
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,8 +21,6 @@ from checkout.models import ShopperSession
 from checkout.ratelimit import address_bucket, client_ip, parse_rate
 from shop.redis import BREAKER_COOLDOWN_SECONDS, breaker, redis_client
 from tests.checkout.conftest import snapshot
-from tests.conftest import _missing
-from tests.redis_process import RedisProcess
 from tests.servers import gunicorn_servers, server_env
 
 SECRET = "origin-secret-for-tests"
@@ -310,31 +307,21 @@ def test_each_process_admits_its_share_while_redis_is_down(client, settings, cap
     assert caplog.messages.count("rate limiter counting in this process: redis unavailable") == 1
 
 
-@pytest.fixture
-def own_redis():
-    if shutil.which("redis-server") is None:
-        _missing("redis-server", "install the redis-server package: these tests kill a Redis of their own")
-    server = RedisProcess()
-    server.start()
-    yield server
-    server.kill()
-
-
 @pytest.mark.django_db
-def test_a_client_at_its_limit_stays_limited_when_redis_returns(client, settings, own_redis):
+def test_a_client_at_its_limit_stays_limited_when_redis_returns(client, settings, redis_process):
     settings.RATELIMIT_ENABLED = True
     settings.RATELIMIT_SESSIONS_PER_IP = "3/m"
     settings.RATELIMIT_LOCAL_PROCESSES = 1
-    with redis_url(own_redis.url):
+    with redis_url(redis_process.url):
         # given: Redis dies, and this process admits the client's whole limit from its own counts
-        own_redis.kill()
+        redis_process.kill()
         during = [post_session(client).status_code for _ in range(4)]
         # a check that finds Redis still away keeps the counts for later
         breaker.reset()
         still_down = post_session(client).status_code
 
         # when: Redis is back, empty, and the client comes again
-        own_redis.start()
+        redis_process.start()
         breaker.reset()
         after = post_session(client)
         neighbour = post_session(client, REMOTE_ADDR="127.0.0.2").status_code
@@ -344,9 +331,9 @@ def test_a_client_at_its_limit_stays_limited_when_redis_returns(client, settings
     assert still_down == 429
     assert after.status_code == 429
     assert 50 <= int(after["Retry-After"]) <= 60
-    assert own_redis.client().zcard(limit_key("ip:sessions:127.0.0.1")) == 3
+    assert redis_process.client().zcard(limit_key("ip:sessions:127.0.0.1")) == 3
     assert neighbour == 201
-    assert own_redis.client().zcard(limit_key("ip:sessions:127.0.0.2")) == 1
+    assert redis_process.client().zcard(limit_key("ip:sessions:127.0.0.2")) == 1
     assert ShopperSession.objects.count() == 4
 
 
@@ -438,17 +425,17 @@ def keepalive_posts(url: str, *, connections: int, rounds: int, forwarded: str) 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_instance_admits_no_more_than_its_limit_while_redis_is_down(needs_postgres, own_redis):
+def test_one_instance_admits_no_more_than_its_limit_while_redis_is_down(needs_postgres, redis_process):
     # given: one instance of 2 workers (RATELIMIT_LOCAL_PROCESSES follows GUNICORN_WORKERS), and its Redis killed
     env = limiter_env(
-        REDIS_URL=own_redis.url,
+        REDIS_URL=redis_process.url,
         GUNICORN_WORKERS="2",
         TRUSTED_PROXY_COUNT="1",
         RATELIMIT_SESSIONS_PER_IP="4/m",
     )
     env.pop("RATELIMIT_LOCAL_PROCESSES", None)
     with gunicorn_servers(env) as (url,):
-        own_redis.kill()
+        redis_process.kill()
         # when: one client sends 16 requests over four connections, which the workers share between them
         statuses = keepalive_posts(url, connections=4, rounds=4, forwarded="203.0.113.7")
 
@@ -460,22 +447,22 @@ def test_one_instance_admits_no_more_than_its_limit_while_redis_is_down(needs_po
 
 
 @pytest.mark.django_db(transaction=True)
-def test_counts_from_a_redis_outage_are_written_back_when_it_returns(needs_postgres, own_redis):
+def test_counts_from_a_redis_outage_are_written_back_when_it_returns(needs_postgres, redis_process):
     # given: two instances of one worker, each taking half of every limit while Redis is away
     env = limiter_env(
-        REDIS_URL=own_redis.url,
+        REDIS_URL=redis_process.url,
         GUNICORN_WORKERS="1",
         TRUSTED_PROXY_COUNT="1",
         RATELIMIT_SESSIONS_PER_IP="4/m",
         RATELIMIT_LOCAL_PROCESSES="2",
     )
     with gunicorn_servers(env, env) as (first, second):
-        own_redis.kill()
+        redis_process.kill()
         during = [http_post(f"{(first, second)[i % 2]}/api/sessions", forwarded="203.0.113.7")[0] for i in range(8)]
         outage_ended = time.monotonic()
 
         # when: Redis comes back empty; once the breaker's cool-down has passed, each process checks a request
-        own_redis.start()
+        redis_process.start()
         time.sleep(max(0.0, outage_ended + BREAKER_COOLDOWN_SECONDS + 0.5 - time.monotonic()))
         others = [
             http_post(f"{url}/api/sessions", forwarded=f"203.0.113.{20 + i}")[0]
@@ -490,7 +477,7 @@ def test_counts_from_a_redis_outage_are_written_back_when_it_returns(needs_postg
         assert status == 429
         assert body["code"] == "rate_limited"
         assert 45 <= int(headers["Retry-After"]) <= 60
-    assert own_redis.client().zcard(limit_key("ip:sessions:203.0.113.7")) == 4
+    assert redis_process.client().zcard(limit_key("ip:sessions:203.0.113.7")) == 4
     assert ShopperSession.objects.count() == 4 + 2
 
 

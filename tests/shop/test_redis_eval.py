@@ -1,6 +1,5 @@
 """shop.redis.redis_eval: Lua scripts on a connection each thread keeps, against a redis-server of the test's own."""
 
-import shutil
 import threading
 
 import pytest
@@ -8,7 +7,6 @@ import redis
 
 from shop import redis as shop_redis
 from shop.redis import redis_eval
-from tests.conftest import _missing
 from tests.redis_process import RedisProcess
 
 COUNT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
@@ -16,13 +14,8 @@ FAIL = "return redis.error_reply('no such thing')"
 
 
 @pytest.fixture
-def server():
-    if shutil.which("redis-server") is None:
-        _missing("redis-server", "install the redis-server package: these tests kill a Redis of their own")
-    process = RedisProcess()
-    process.start()
-    yield process
-    process.kill()
+def server(redis_process):
+    yield redis_process
     shop_redis._thread.connection = None
     shop_redis._thread.client = None
 
