@@ -4,13 +4,15 @@ resolving work the rest of the stack does, and of DRF's request, negotiation and
 A doorbuster's sold-out attempts are thousands per second, each refused by one Redis round trip at the flash-sale
 gate: the stack below this point cost more CPU than the refusal itself (docs/doorbuster.md has the figures). A
 JSON body is read here as DRF's JSONParser reads it and answered by checkout.apis.checkout_answer, the same
-function the view calls; a body DRF must judge (another media type or charset, malformed JSON, no body) goes on to
-the view, which gives DRF's own error for it. Nothing is counted or written before that choice is made.
+function the view calls; a body DRF must judge (another media type or charset, malformed JSON, no body), or an
+Accept header or query string its content negotiation must read, goes on to the view, which gives DRF's own
+answer. Nothing is counted or written before that choice is made.
 """
 
 import json
 
 from checkout.apis import CHECKOUT_PATH, checkout_answer
+from shop.negotiation import takes_first_renderer
 
 _JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
 
@@ -27,8 +29,12 @@ _decoder = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def json_body(request):
-    """The body parsed as DRF's JSONParser would parse it, or None when the view must judge it."""
-    if request.META.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES or not request.META.get("CONTENT_LENGTH"):
+    """The body parsed as DRF's JSONParser would parse it, or None when the view must judge it (the body, or an
+    Accept header or query string DRF's content negotiation must read)."""
+    meta = request.META
+    if meta.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES or not meta.get("CONTENT_LENGTH"):
+        return None
+    if not takes_first_renderer(meta):
         return None
     try:
         return _decoder.decode(request.body.decode("utf-8"))

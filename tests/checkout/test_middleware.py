@@ -124,3 +124,28 @@ def test_a_host_this_shop_does_not_serve_is_a_json_400(client, make_token):
 
     assert response.status_code == 400
     assert response.json()["code"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "path", "status"),
+    [
+        ("an Accept only DRF can judge", {"Accept": "text/html"}, "/api/checkout", 406),
+        ("a JSON Accept", {"Accept": "application/json"}, "/api/checkout", 409),
+        ("a query string", {}, "/api/checkout?format=json", 409),
+    ],
+)
+def test_content_negotiation_is_left_to_the_view(client, make_product, make_token, name, headers, path, status):
+    product = make_product(stock=0)
+
+    with mock.patch.object(CheckoutApi, "post", autospec=True, side_effect=CheckoutApi.post) as view:
+        response = client.post(
+            path,
+            data=json.dumps({"product_id": product.pk, "quantity": 1}),
+            content_type="application/json",
+            headers={"X-Session-Token": make_token(), **headers},
+        )
+
+    assert response.status_code == status, name
+    if status != 406:  # DRF refuses that one before the handler runs
+        assert view.called, name
+        assert response.json()["code"] == "insufficient_stock", name
