@@ -12,9 +12,10 @@ answer. Nothing is counted or written before that choice is made.
 import json
 
 from checkout.apis import CHECKOUT_PATH, checkout_answer
-from shop.negotiation import takes_first_renderer
 
 _JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8", "application/json;charset=utf-8"})
+# CheckoutApi's one renderer is JSON: DRF's negotiation gives it for these (the storefront sends the last).
+_JSON_ACCEPTS = frozenset({None, "*/*", "application/json"})
 
 
 class _NotPlainJson(ValueError):
@@ -34,7 +35,7 @@ def json_body(request):
     meta = request.META
     if meta.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES or not meta.get("CONTENT_LENGTH"):
         return None
-    if not takes_first_renderer(meta):
+    if meta.get("HTTP_ACCEPT") not in _JSON_ACCEPTS or meta.get("QUERY_STRING"):
         return None
     try:
         return _decoder.decode(request.body.decode("utf-8"))

@@ -15,12 +15,7 @@ class FirstRendererNegotiation(DefaultContentNegotiation):
     """
 
     def select_renderer(self, request, renderers, format_suffix=None):
-        if format_suffix is None and takes_first_renderer(request.META):
+        meta = request.META
+        if format_suffix is None and meta.get("HTTP_ACCEPT") in _ANY and not meta.get("QUERY_STRING"):
             return renderers[0], renderers[0].media_type
         return super().select_renderer(request, renderers, format_suffix)
-
-
-def takes_first_renderer(meta) -> bool:
-    """A request DRF answers with its first renderer without negotiating: no Accept header (or `*/*`), no query
-    string (which may name a format)."""
-    return meta.get("HTTP_ACCEPT") in _ANY and not meta.get("QUERY_STRING")

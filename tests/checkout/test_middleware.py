@@ -24,11 +24,13 @@ def view_not_called():
     return mock.patch.object(CheckoutApi, "post", side_effect=AssertionError("the view ran"))
 
 
-def test_a_json_checkout_is_answered_before_the_view(client, make_product, make_token):
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json"])
+def test_a_json_checkout_is_answered_before_the_view(client, make_product, make_token, accept):
     product = make_product(stock=3)
+    headers = {"X-Session-Token": make_token()} | ({} if accept is None else {"Accept": accept})
 
     with view_not_called():
-        response = post(client, {"product_id": product.pk, "quantity": 1}, **{"X-Session-Token": make_token()})
+        response = post(client, {"product_id": product.pk, "quantity": 1}, **headers)
 
     assert response.status_code == 201
     assert response.json()["items"] == [{"product_id": product.pk, "quantity": 1, "unit_price": "19.99"}]
@@ -130,7 +132,7 @@ def test_a_host_this_shop_does_not_serve_is_a_json_400(client, make_token):
     ("name", "headers", "path", "status"),
     [
         ("an Accept only DRF can judge", {"Accept": "text/html"}, "/api/checkout", 406),
-        ("a JSON Accept", {"Accept": "application/json"}, "/api/checkout", 409),
+        ("a list of media types", {"Accept": "text/html, application/json;q=0.9"}, "/api/checkout", 409),
         ("a query string", {}, "/api/checkout?format=json", 409),
     ],
 )
