@@ -16,12 +16,17 @@ IGNORED_PATHS = frozenset({"/health", "/api/metrics"})
 
 
 def app_timings(lines: Iterable[str], phases: list[dict]) -> dict[str, dict]:
-    """Requests and p50/p95/p99 of the app's duration_ms per phase of a summary (each with started_at, duration_s)."""
+    """Requests and p50/p95/p99 of the app's duration_ms per phase of a summary (each with started_at, duration_s).
+
+    A request the app finished after the shape's last second (in flight when the run stopped) counts in the last
+    window, as locust counts its answer in the last phase.
+    """
     windows = [
         (phase["name"], phase["started_at"], phase["started_at"] + phase["duration_s"])
         for phase in phases
         if phase.get("started_at") is not None
     ]
+    last_end = max((end for _, _, end in windows), default=None)
     histograms = {name: Counter() for name, _, _ in windows}
     for line in lines:
         entry = _request_entry(line)
@@ -30,7 +35,7 @@ def app_timings(lines: Iterable[str], phases: list[dict]) -> dict[str, dict]:
         finished = datetime.fromisoformat(entry["time"]).timestamp()
         for name, start, end in windows:
             # Phases do not overlap; the whole run's window holds them all.
-            if start <= finished < end:
+            if start <= finished < end or (end == last_end and finished >= end):
                 histograms[name][rounded_ms(entry["duration_ms"])] += 1
     return {
         name: {
